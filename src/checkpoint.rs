@@ -1,0 +1,315 @@
+//! Checkpoints: per-file byte-offset low-watermarks and where they are kept.
+//!
+//! A file's position is the offset in its *decompressed* data below which every line has been written and
+//! acknowledged by DynamoDB, with the counts of lines, puts and deletes below it. Gzip cannot be entered
+//! mid-stream, so a resumed file is downloaded and decompressed from its start again (which also re-verifies
+//! its MD5), and lines below the watermark are skipped without being decoded or written.
+//!
+//! Batches of one file complete out of order; [`Watermark`] advances only over a contiguous prefix of
+//! completed batches, so a crash at any moment leaves a checkpoint that never claims an unwritten line.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::location::StateLocation;
+use crate::manifest::Export;
+
+/// How far a file has been restored. Every field counts only acknowledged writes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilePosition {
+    /// Decompressed byte offset of the first line not yet acknowledged.
+    pub offset: u64,
+    /// Lines below `offset`.
+    pub lines: u64,
+    pub puts: u64,
+    pub deletes: u64,
+}
+
+/// Tracks batches of one file in the order they were cut, and the watermark below the oldest one that is
+/// still in flight.
+#[derive(Debug)]
+pub struct Watermark {
+    position: FilePosition,
+    first_seq: u64,
+    /// (end position of the batch, acknowledged?) for batches `first_seq..`.
+    batches: VecDeque<(FilePosition, bool)>,
+}
+
+impl Watermark {
+    pub fn new(start: FilePosition) -> Self {
+        Watermark {
+            position: start,
+            first_seq: 0,
+            batches: VecDeque::new(),
+        }
+    }
+
+    /// Registers the next batch, whose last line ends at `end`; returns its sequence number.
+    pub fn push(&mut self, end: FilePosition) -> u64 {
+        self.batches.push_back((end, false));
+        self.first_seq + self.batches.len() as u64 - 1
+    }
+
+    /// Marks a batch acknowledged. Returns the new watermark if it moved.
+    pub fn complete(&mut self, seq: u64) -> Option<FilePosition> {
+        let idx = seq
+            .checked_sub(self.first_seq)
+            .expect("batch completed twice") as usize;
+        self.batches[idx].1 = true;
+        let mut moved = false;
+        while let Some(&(end, true)) = self.batches.front() {
+            self.position = end;
+            self.batches.pop_front();
+            self.first_seq += 1;
+            moved = true;
+        }
+        moved.then_some(self.position)
+    }
+
+    pub fn position(&self) -> FilePosition {
+        self.position
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.batches.iter().filter(|(_, done)| !done).count()
+    }
+}
+
+pub const CHECKPOINT_FORMAT: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileState {
+    #[serde(flatten)]
+    pub position: FilePosition,
+    pub done: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportState {
+    pub export_arn: String,
+    pub uri: String,
+    pub done: bool,
+    /// Keyed by data-file key; files not listed have not started.
+    pub files: BTreeMap<String, FileState>,
+}
+
+/// The durable state of a local restore: its identity (table and export chain) and each file's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub format: u32,
+    pub table: String,
+    pub exports: Vec<ExportState>,
+    pub updated_at: String,
+}
+
+impl Checkpoint {
+    pub fn new(table: &str, exports: &[Export]) -> Self {
+        Checkpoint {
+            format: CHECKPOINT_FORMAT,
+            table: table.to_owned(),
+            exports: exports
+                .iter()
+                .map(|e| ExportState {
+                    export_arn: e.summary.export_arn.clone(),
+                    uri: e.uri.to_string(),
+                    done: false,
+                    files: BTreeMap::new(),
+                })
+                .collect(),
+            updated_at: now(),
+        }
+    }
+
+    /// Refuses a checkpoint that belongs to another table or another chain: resuming it would skip files
+    /// of a different restore.
+    pub fn check_identity(
+        &self,
+        location: &StateLocation,
+        table: &str,
+        exports: &[Export],
+    ) -> Result<()> {
+        let err = |message: String| Error::Checkpoint {
+            location: location.to_string(),
+            message,
+        };
+        if self.format != CHECKPOINT_FORMAT {
+            return Err(err(format!(
+                "has format {} but this version of ddb-pitr reads format {CHECKPOINT_FORMAT}",
+                self.format
+            )));
+        }
+        let mine: Vec<&str> = self.exports.iter().map(|e| e.export_arn.as_str()).collect();
+        let given: Vec<&str> = exports
+            .iter()
+            .map(|e| e.summary.export_arn.as_str())
+            .collect();
+        if self.table != table || mine != given {
+            return Err(err(format!(
+                "belongs to a restore of table {} from exports [{}], not of table {table} from [{}]; \
+                 use another --resume location for a different restore",
+                self.table,
+                mine.join(", "),
+                given.join(", ")
+            )));
+        }
+        Ok(())
+    }
+}
+
+pub fn now() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
+/// Loads and saves a [`Checkpoint`] at a [`StateLocation`].
+#[derive(Clone)]
+pub struct CheckpointStore {
+    location: StateLocation,
+    s3: aws_sdk_s3::Client,
+}
+
+impl CheckpointStore {
+    pub fn new(location: StateLocation, s3: aws_sdk_s3::Client) -> Self {
+        CheckpointStore { location, s3 }
+    }
+
+    pub fn location(&self) -> &StateLocation {
+        &self.location
+    }
+
+    fn err(&self, message: String) -> Error {
+        Error::Checkpoint {
+            location: self.location.to_string(),
+            message,
+        }
+    }
+
+    pub async fn load(&self) -> Result<Option<Checkpoint>> {
+        let bytes = match &self.location {
+            StateLocation::Local(path) => match tokio::fs::read(path).await {
+                Ok(b) => b,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(self.err(format!("cannot be read: {e}"))),
+            },
+            StateLocation::S3(uri) => {
+                match self
+                    .s3
+                    .get_object()
+                    .bucket(&uri.bucket)
+                    .key(&uri.key)
+                    .send()
+                    .await
+                {
+                    Ok(out) => out
+                        .body
+                        .collect()
+                        .await
+                        .map_err(|e| self.err(format!("cannot be read: {e}")))?
+                        .to_vec(),
+                    Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
+                        return Ok(None);
+                    }
+                    Err(e) => return Err(Error::aws(format!("GetObject {uri}"), &e)),
+                }
+            }
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| self.err(format!("is not a ddb-pitr checkpoint: {e}")))
+    }
+
+    /// Replaces the stored checkpoint atomically: readers see the old or the new one, never a mix.
+    pub async fn save(&self, checkpoint: &Checkpoint) -> Result<()> {
+        let body = serde_json::to_vec_pretty(checkpoint).expect("checkpoint serialises");
+        match &self.location {
+            StateLocation::Local(path) => {
+                let path = path.clone();
+                tokio::task::spawn_blocking(move || write_atomically(&path, &body))
+                    .await
+                    .expect("checkpoint writer panicked")
+                    .map_err(|e| self.err(format!("cannot be written: {e}")))
+            }
+            StateLocation::S3(uri) => self
+                .s3
+                .put_object()
+                .bucket(&uri.bucket)
+                .key(&uri.key)
+                .content_type("application/json")
+                .body(body.into())
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| Error::aws(format!("PutObject {uri}"), &e)),
+        }
+    }
+}
+
+/// Writes a sibling temporary file, syncs it, renames it over `path` and syncs the directory, so that a
+/// crash leaves either the old or the new file.
+fn write_atomically(path: &std::path::Path, body: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(body)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(&dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pos(offset: u64) -> FilePosition {
+        FilePosition {
+            offset,
+            lines: offset / 10,
+            puts: offset / 10,
+            deletes: 0,
+        }
+    }
+
+    #[test]
+    fn watermark_only_covers_a_completed_prefix() {
+        let mut w = Watermark::new(pos(0));
+        let a = w.push(pos(100));
+        let b = w.push(pos(200));
+        let c = w.push(pos(300));
+        assert_eq!(
+            w.complete(b),
+            None,
+            "b finished before a: nothing below b is safe yet"
+        );
+        assert_eq!(w.position(), pos(0));
+        assert_eq!(w.complete(a), Some(pos(200)), "a and b form a prefix");
+        assert_eq!(w.in_flight(), 1);
+        let d = w.push(pos(400));
+        assert_eq!(w.complete(d), None);
+        assert_eq!(w.complete(c), Some(pos(400)));
+        assert_eq!(w.in_flight(), 0);
+    }
+
+    #[test]
+    fn atomic_local_write_replaces_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cp.json");
+        write_atomically(&path, b"one").unwrap();
+        write_atomically(&path, b"two").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"two");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temporary file left behind"
+        );
+    }
+}

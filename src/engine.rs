@@ -1,0 +1,725 @@
+//! "Process this file from this offset": the one function that the local runner, the worker Lambda and the
+//! queue worker all call.
+//!
+//! Per file, three stages run concurrently and are connected by bounded channels:
+//!
+//! 1. ranged GETs with `read_ahead` parts in flight ([`crate::source::ranged_parts`]);
+//! 2. a blocking thread that hashes the compressed bytes, gunzips them, splits lines with their offsets,
+//!    decodes each line, checks its key and cuts batches (at most `batch_size` requests and 16 MB);
+//! 3. this task, which keeps up to `inflight_batches` BatchWriteItem calls in flight and advances the
+//!    file's low-watermark as they are acknowledged.
+//!
+//! Memory is bounded by `read_ahead × part_size + (2 × inflight_batches + 1) × batch` per file, whatever
+//! the file size.
+
+use std::collections::{HashSet, VecDeque};
+use std::io::BufRead;
+use std::sync::Arc;
+
+use aws_sdk_dynamodb::types::WriteRequest;
+use flate2::read::MultiGzDecoder;
+use futures::stream::FuturesUnordered;
+use futures::{StreamExt, pin_mut};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::checkpoint::{FilePosition, Watermark};
+use crate::decode::{WriteOp, decode_line};
+use crate::error::{DataLocation, Error, Result};
+use crate::manifest::{DataFile, ExportType};
+use crate::source::{HashingReader, ObjectReader, ranged_parts};
+use crate::table::KeySchema;
+use crate::write::{BatchWriter, RetryPolicy, WriteFailure, WriteStats, to_request, write_all};
+
+/// BatchWriteItem's request-size limit is 16 MB; keep headroom for the request envelope.
+pub const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024 - 64 * 1024;
+/// BatchWriteItem's limit on requests per call.
+pub const MAX_BATCH_SIZE: usize = 25;
+
+/// Tuning knobs shared by every file of a restore.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub batch_size: usize,
+    pub read_ahead: usize,
+    pub part_size: u64,
+    pub inflight_batches: usize,
+    pub retry: RetryPolicy,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            batch_size: MAX_BATCH_SIZE,
+            read_ahead: 5,
+            part_size: 1024 * 1024,
+            inflight_batches: 4,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// Everything a file needs that does not change from file to file.
+#[derive(Clone)]
+pub struct Engine {
+    pub objects: Arc<dyn ObjectReader>,
+    /// `None` for a dry run: every line is read, verified and decoded, and nothing is sent.
+    pub writer: Option<Arc<dyn BatchWriter>>,
+    pub table: String,
+    pub key: KeySchema,
+    pub settings: Settings,
+    pub stats: Arc<WriteStats>,
+}
+
+/// The file to process and the export it belongs to.
+#[derive(Debug, Clone, Copy)]
+pub struct FileRef<'a> {
+    pub export_id: &'a str,
+    pub export_type: ExportType,
+    pub bucket: &'a str,
+    pub file: &'a DataFile,
+}
+
+/// How a call to [`Engine::process_file`] ended without error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileOutcome {
+    /// The acknowledged position; equal to the end of the file when `complete`.
+    pub position: FilePosition,
+    /// The whole file was written and its MD5 and item count verified.
+    pub complete: bool,
+    pub compressed_bytes: u64,
+}
+
+struct Batch {
+    requests: Vec<WriteRequest>,
+    /// (line number, offset) of each request, for error messages.
+    lines: Vec<(u64, u64)>,
+    end: FilePosition,
+    /// Wait for every earlier batch of this file before sending: it writes a key one of them also writes.
+    barrier: bool,
+}
+
+enum DecodeEnd {
+    Finished { compressed: u64 },
+    Stopped,
+}
+
+impl Engine {
+    /// Restores one data file from `start` (a position previously published for this file, or zero).
+    ///
+    /// The acknowledged position is published on `progress` every time it moves; callers persist it when
+    /// they like. When `stop` is cancelled, reading stops at the next line, batches already sent are
+    /// awaited, and the call returns with `complete == false`. Dropping the future instead abandons
+    /// in-flight batches, which is also safe: they are above the published position.
+    pub async fn process_file(
+        &self,
+        f: FileRef<'_>,
+        start: FilePosition,
+        progress: &watch::Sender<FilePosition>,
+        stop: &CancellationToken,
+    ) -> Result<FileOutcome> {
+        self.process(f, start, progress, stop, None).await
+    }
+
+    /// Reads, decodes and key-checks the first `lines` lines of a file without writing anything: the
+    /// pre-flight check that an export fits the table before the first write.
+    pub async fn check_sample(&self, f: FileRef<'_>, lines: u64) -> Result<()> {
+        let dry = Engine {
+            writer: None,
+            ..self.clone()
+        };
+        let (progress, _) = watch::channel(FilePosition::default());
+        dry.process(
+            f,
+            FilePosition::default(),
+            &progress,
+            &CancellationToken::new(),
+            Some(lines),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn process(
+        &self,
+        f: FileRef<'_>,
+        start: FilePosition,
+        progress: &watch::Sender<FilePosition>,
+        stop: &CancellationToken,
+        line_limit: Option<u64>,
+    ) -> Result<FileOutcome> {
+        let integrity = |message: String| Error::FileIntegrity {
+            export: f.export_id.to_owned(),
+            file: f.file.key.clone(),
+            message,
+        };
+        let info = self.objects.head(f.bucket, &f.file.key).await?.ok_or_else(|| {
+            integrity(format!(
+                "data file s3://{}/{} is listed in manifest-files.json but does not exist: the export is \
+                 incomplete or was copied partially",
+                f.bucket, f.file.key
+            ))
+        })?;
+
+        let (chunk_tx, chunk_rx) = mpsc::channel(1);
+        let parts = ranged_parts(
+            self.objects.clone(),
+            f.bucket.to_owned(),
+            f.file.key.clone(),
+            info,
+            self.settings.part_size,
+            self.settings.read_ahead,
+        );
+        let _fetcher = AbortOnDrop(tokio::spawn(async move {
+            pin_mut!(parts);
+            while let Some(part) = parts.next().await {
+                let failed = part.is_err();
+                if chunk_tx.send(part).await.is_err() || failed {
+                    break;
+                }
+            }
+        }));
+
+        let inflight_limit = self.settings.inflight_batches.max(1);
+        let (batch_tx, mut batch_rx) = mpsc::channel::<Batch>(inflight_limit);
+        let decoder = Decoder {
+            export_id: f.export_id.to_owned(),
+            file: f.file.clone(),
+            export_type: f.export_type,
+            key: self.key.clone(),
+            batch_size: self.settings.batch_size.clamp(1, MAX_BATCH_SIZE),
+            recent_batches: 2 * inflight_limit + 1,
+            start,
+            stop: stop.clone(),
+            line_limit,
+        };
+        let decoding = tokio::task::spawn_blocking(move || {
+            decoder.run(HashingReader::new(chunk_rx), batch_tx)
+        });
+
+        let mut watermark = Watermark::new(start);
+        let mut inflight = FuturesUnordered::new();
+        let mut failure: Option<Error> = None;
+        loop {
+            tokio::select! {
+                biased;
+                Some((seq, result)) = inflight.next(), if !inflight.is_empty() => {
+                    if let Err(e) = self.acknowledge(&mut watermark, seq, result, progress, &f) {
+                        failure = Some(e);
+                        break;
+                    }
+                }
+                next = batch_rx.recv(), if inflight.len() < inflight_limit => {
+                    let Some(batch) = next else { break };
+                    if batch.barrier {
+                        while let Some((seq, result)) = inflight.next().await {
+                            if let Err(e) = self.acknowledge(&mut watermark, seq, result, progress, &f) {
+                                failure.get_or_insert(e);
+                            }
+                        }
+                        if failure.is_some() {
+                            break;
+                        }
+                    }
+                    let seq = watermark.push(batch.end);
+                    inflight.push(async move { (seq, self.write(batch).await) });
+                }
+            }
+        }
+        // Stop the decoder (if it is still running) and let the batches already sent finish, so the
+        // published position covers everything DynamoDB acknowledged.
+        drop(batch_rx);
+        while let Some((seq, result)) = inflight.next().await {
+            if let Err(e) = self.acknowledge(&mut watermark, seq, result, progress, &f) {
+                failure.get_or_insert(e);
+            }
+        }
+        let decoded = decoding.await.expect("decoder thread panicked");
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        match decoded? {
+            DecodeEnd::Finished { compressed } => Ok(FileOutcome {
+                position: watermark.position(),
+                complete: true,
+                compressed_bytes: compressed,
+            }),
+            DecodeEnd::Stopped => Ok(FileOutcome {
+                position: watermark.position(),
+                complete: false,
+                compressed_bytes: 0,
+            }),
+        }
+    }
+
+    fn acknowledge(
+        &self,
+        watermark: &mut Watermark,
+        seq: u64,
+        result: std::result::Result<(), BatchError>,
+        progress: &watch::Sender<FilePosition>,
+        f: &FileRef<'_>,
+    ) -> Result<()> {
+        match result {
+            Ok(()) => {
+                if let Some(position) = watermark.complete(seq) {
+                    progress.send_replace(position);
+                }
+                Ok(())
+            }
+            Err(e) => Err(e.into_error(self, f)),
+        }
+    }
+
+    async fn write(&self, batch: Batch) -> std::result::Result<(), BatchError> {
+        let Some(writer) = &self.writer else {
+            return Ok(());
+        };
+        let first_line = batch.lines[0];
+        let failure = match write_all(
+            writer.as_ref(),
+            &self.table,
+            batch.requests,
+            &self.settings.retry,
+            &self.stats,
+        )
+        .await
+        {
+            Ok(()) => return Ok(()),
+            Err(failure) => failure,
+        };
+        match failure {
+            WriteFailure::Exhausted {
+                attempts,
+                last_error,
+            } => Err(BatchError::Exhausted {
+                line: first_line,
+                attempts,
+                last_error,
+            }),
+            WriteFailure::Rejected {
+                message,
+                pending,
+                first_attempt,
+            } => {
+                if !message.contains("ValidationException") {
+                    return Err(BatchError::Rejected {
+                        line: None,
+                        message,
+                    });
+                }
+                if !first_attempt || pending.len() == 1 {
+                    let line = (pending.len() == 1 && first_attempt).then_some(first_line);
+                    return Err(BatchError::Rejected { line, message });
+                }
+                // Find the request DynamoDB refuses by sending each alone; writes are idempotent.
+                for (request, line) in pending.into_iter().zip(batch.lines) {
+                    match write_all(
+                        writer.as_ref(),
+                        &self.table,
+                        vec![request],
+                        &self.settings.retry,
+                        &self.stats,
+                    )
+                    .await
+                    {
+                        Ok(()) => {}
+                        Err(WriteFailure::Rejected { message, .. }) => {
+                            return Err(BatchError::Rejected {
+                                line: Some(line),
+                                message,
+                            });
+                        }
+                        Err(WriteFailure::Exhausted {
+                            attempts,
+                            last_error,
+                        }) => {
+                            return Err(BatchError::Exhausted {
+                                line,
+                                attempts,
+                                last_error,
+                            });
+                        }
+                    }
+                }
+                Err(BatchError::Rejected {
+                    line: None,
+                    message,
+                })
+            }
+        }
+    }
+}
+
+enum BatchError {
+    Exhausted {
+        line: (u64, u64),
+        attempts: u32,
+        last_error: String,
+    },
+    Rejected {
+        line: Option<(u64, u64)>,
+        message: String,
+    },
+}
+
+impl BatchError {
+    fn into_error(self, engine: &Engine, f: &FileRef<'_>) -> Error {
+        let location = |(line, offset): (u64, u64)| DataLocation {
+            export_id: f.export_id.to_owned(),
+            file: f.file.key.clone(),
+            line,
+            offset,
+        };
+        match self {
+            BatchError::Exhausted {
+                line,
+                attempts,
+                last_error,
+            } => Error::WritesExhausted {
+                table: engine.table.clone(),
+                location: location(line),
+                attempts,
+                last_error,
+            },
+            BatchError::Rejected {
+                line: Some(line),
+                message,
+            } => Error::Data {
+                location: location(line),
+                message: format!("DynamoDB rejected the write: {message}"),
+            },
+            BatchError::Rejected {
+                line: None,
+                message,
+            } => Error::Aws {
+                operation: format!("BatchWriteItem on {} for file {}", engine.table, f.file.key),
+                message,
+                retryable: false,
+            },
+        }
+    }
+}
+
+/// The blocking half of a file: gunzip, split, decode, batch.
+struct Decoder {
+    export_id: String,
+    file: DataFile,
+    export_type: ExportType,
+    key: KeySchema,
+    batch_size: usize,
+    recent_batches: usize,
+    start: FilePosition,
+    stop: CancellationToken,
+    /// Stop (as if asked to) after this many lines: used to sample a file.
+    line_limit: Option<u64>,
+}
+
+impl Decoder {
+    fn location(&self, line: u64, offset: u64) -> DataLocation {
+        DataLocation {
+            export_id: self.export_id.clone(),
+            file: self.file.key.clone(),
+            line,
+            offset,
+        }
+    }
+
+    fn data_error(&self, line: u64, offset: u64, message: String) -> Error {
+        Error::Data {
+            location: self.location(line, offset),
+            message,
+        }
+    }
+
+    fn integrity_error(&self, message: String) -> Error {
+        Error::FileIntegrity {
+            export: self.export_id.clone(),
+            file: self.file.key.clone(),
+            message,
+        }
+    }
+
+    fn run(self, reader: HashingReader, tx: mpsc::Sender<Batch>) -> Result<DecodeEnd> {
+        let source_failure = reader.failure();
+        let mut lines_in =
+            std::io::BufReader::with_capacity(256 * 1024, MultiGzDecoder::new(reader));
+        let mut buf = Vec::with_capacity(64 * 1024);
+        let mut batcher = Batcher::new(self.batch_size, self.recent_batches);
+        let mut position = self.start;
+        let (mut offset, mut line_no) = (0u64, 0u64);
+        loop {
+            if self.stop.is_cancelled() || self.line_limit.is_some_and(|limit| line_no >= limit) {
+                return Ok(DecodeEnd::Stopped);
+            }
+            buf.clear();
+            let n = match lines_in.read_until(b'\n', &mut buf) {
+                Ok(n) => n,
+                Err(e) => {
+                    if let Some(source) = source_failure.lock().expect("failure slot").take() {
+                        return Err(source);
+                    }
+                    let compressed = lines_in.get_ref().get_ref().bytes_read();
+                    return Err(self.data_error(
+                        line_no + 1,
+                        offset,
+                        format!(
+                            "the gzip stream is corrupt or truncated (after {compressed} compressed bytes): {e}; \
+                             the object is damaged or was not fully copied"
+                        ),
+                    ));
+                }
+            };
+            if n == 0 {
+                break;
+            }
+            let line_start = offset;
+            offset += n as u64;
+            line_no += 1;
+            if line_start < self.start.offset {
+                if offset > self.start.offset {
+                    return Err(self.integrity_error(format!(
+                        "the checkpoint offset {} is inside line {line_no}, not at a line boundary: the checkpoint \
+                         does not belong to this file's content",
+                        self.start.offset
+                    )));
+                }
+                continue;
+            }
+            if line_start == self.start.offset && line_no - 1 != self.start.lines {
+                return Err(self.integrity_error(format!(
+                    "the checkpoint says {} lines precede offset {} but the file has {}: the checkpoint does \
+                     not belong to this file's content",
+                    self.start.lines,
+                    self.start.offset,
+                    line_no - 1
+                )));
+            }
+            let text = buf.strip_suffix(b"\n").unwrap_or(&buf);
+            let text = text.strip_suffix(b"\r").unwrap_or(text);
+            if text.iter().all(u8::is_ascii_whitespace) {
+                return Err(self.data_error(
+                    line_no,
+                    line_start,
+                    "empty line; export data files have one record per line".into(),
+                ));
+            }
+            let op = decode_line(text, self.export_type)
+                .map_err(|m| self.data_error(line_no, line_start, m))?;
+            self.key
+                .check(&op)
+                .map_err(|m| self.data_error(line_no, line_start, m))?;
+            let key_hash = self.key.key_hash(op.item());
+            match op {
+                WriteOp::Put(_) => position.puts += 1,
+                WriteOp::Delete(_) => position.deletes += 1,
+            }
+            position.offset = offset;
+            position.lines = line_no;
+            if let Some(full) =
+                batcher.add(to_request(op), key_hash, (line_no, line_start), n, position)
+            {
+                if tx.blocking_send(full).is_err() {
+                    return Ok(DecodeEnd::Stopped);
+                }
+            }
+        }
+        if offset < self.start.offset {
+            return Err(self.integrity_error(format!(
+                "the checkpoint offset {} is past the end of the data ({offset} bytes): the checkpoint does not \
+                 belong to this file's content",
+                self.start.offset
+            )));
+        }
+
+        let reader = lines_in.into_inner().into_inner();
+        let (md5, compressed) = match reader.finish() {
+            Ok(done) => done,
+            Err(e) => {
+                return Err(source_failure
+                    .lock()
+                    .expect("failure slot")
+                    .take()
+                    .unwrap_or_else(|| {
+                        self.integrity_error(format!("reading the object failed: {e}"))
+                    }));
+            }
+        };
+        if md5 != self.file.md5 {
+            return Err(self.integrity_error(format!(
+                "MD5 mismatch: manifest-files.json says {} but the object has {md5}; the object changed after \
+                 the export or belongs to another export",
+                self.file.md5
+            )));
+        }
+        if line_no != self.file.item_count {
+            return Err(self.integrity_error(format!(
+                "the file has {line_no} items but manifest-files.json says itemCount {}",
+                self.file.item_count
+            )));
+        }
+        if let Some(last) = batcher.cut() {
+            if tx.blocking_send(last).is_err() {
+                return Ok(DecodeEnd::Stopped);
+            }
+        }
+        Ok(DecodeEnd::Finished { compressed })
+    }
+}
+
+/// Cuts batches of at most `max` requests and [`MAX_BATCH_BYTES`], never with two writes to one key
+/// (BatchWriteItem rejects that), and marks a batch as a barrier when it writes a key that a batch possibly
+/// still in flight also writes, so the two writes reach DynamoDB in file order.
+struct Batcher {
+    max: usize,
+    requests: Vec<WriteRequest>,
+    lines: Vec<(u64, u64)>,
+    bytes: usize,
+    end: FilePosition,
+    barrier: bool,
+    keys: HashSet<u64>,
+    recent: VecDeque<HashSet<u64>>,
+    recent_cap: usize,
+}
+
+impl Batcher {
+    fn new(max: usize, recent_cap: usize) -> Self {
+        Batcher {
+            max,
+            requests: Vec::with_capacity(max),
+            lines: Vec::with_capacity(max),
+            bytes: 0,
+            end: FilePosition::default(),
+            barrier: false,
+            keys: HashSet::with_capacity(max),
+            recent: VecDeque::with_capacity(recent_cap),
+            recent_cap,
+        }
+    }
+
+    /// Adds a request whose line is `len` bytes; returns a batch that had to be cut first, if any.
+    fn add(
+        &mut self,
+        request: WriteRequest,
+        key: u64,
+        line: (u64, u64),
+        len: usize,
+        end: FilePosition,
+    ) -> Option<Batch> {
+        let cut = if self.keys.contains(&key)
+            || self.requests.len() == self.max
+            || self.bytes + len > MAX_BATCH_BYTES
+        {
+            self.cut()
+        } else {
+            None
+        };
+        if self.recent.iter().any(|keys| keys.contains(&key)) {
+            self.barrier = true;
+        }
+        self.requests.push(request);
+        self.lines.push(line);
+        self.keys.insert(key);
+        self.bytes += len;
+        self.end = end;
+        cut
+    }
+
+    fn cut(&mut self) -> Option<Batch> {
+        if self.requests.is_empty() {
+            return None;
+        }
+        if self.recent.len() == self.recent_cap {
+            self.recent.pop_back();
+        }
+        self.recent.push_front(std::mem::replace(
+            &mut self.keys,
+            HashSet::with_capacity(self.max),
+        ));
+        self.bytes = 0;
+        Some(Batch {
+            requests: std::mem::replace(&mut self.requests, Vec::with_capacity(self.max)),
+            lines: std::mem::replace(&mut self.lines, Vec::with_capacity(self.max)),
+            end: self.end,
+            barrier: std::mem::take(&mut self.barrier),
+        })
+    }
+}
+
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_dynamodb::types::AttributeValue;
+
+    fn req(k: &str) -> WriteRequest {
+        to_request(WriteOp::Delete(
+            [("pk".to_string(), AttributeValue::S(k.into()))].into(),
+        ))
+    }
+
+    fn pos(lines: u64) -> FilePosition {
+        FilePosition {
+            offset: lines * 10,
+            lines,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn batches_respect_count_and_bytes() {
+        let mut b = Batcher::new(3, 4);
+        let mut cut = vec![];
+        for i in 1..=7u64 {
+            cut.extend(b.add(req("k"), i, (i, i * 10), 10, pos(i)));
+        }
+        cut.extend(b.cut());
+        assert_eq!(
+            cut.iter().map(|b| b.requests.len()).collect::<Vec<_>>(),
+            vec![3, 3, 1]
+        );
+        assert_eq!(
+            cut.iter().map(|b| b.end.lines).collect::<Vec<_>>(),
+            vec![3, 6, 7]
+        );
+        assert!(cut.iter().all(|b| !b.barrier));
+
+        let mut b = Batcher::new(25, 4);
+        assert!(
+            b.add(req("a"), 1, (1, 0), MAX_BATCH_BYTES - 10, pos(1))
+                .is_none()
+        );
+        let first = b
+            .add(req("b"), 2, (2, 1), 11, pos(2))
+            .expect("16 MB limit cuts the batch");
+        assert_eq!(first.requests.len(), 1);
+    }
+
+    #[test]
+    fn repeated_keys_split_batches_and_order_them() {
+        let mut b = Batcher::new(25, 2);
+        assert!(b.add(req("a"), 1, (1, 0), 10, pos(1)).is_none());
+        let first = b
+            .add(req("a"), 1, (2, 10), 10, pos(2))
+            .expect("a key twice in one batch cuts it");
+        assert_eq!(first.requests.len(), 1);
+        let second = b.cut().unwrap();
+        assert!(
+            second.barrier,
+            "the second write of a key waits for the first"
+        );
+        // Far enough apart, no barrier is needed.
+        for i in 10..13 {
+            b.add(req("x"), i, (i, 0), 10, pos(i));
+            b.cut();
+        }
+        b.add(req("a"), 1, (20, 0), 10, pos(20));
+        assert!(!b.cut().unwrap().barrier);
+    }
+}

@@ -1,0 +1,312 @@
+//! The `ddb-pitr` command line: parses flags into the library's options, sets up logging, AWS clients and
+//! signals, runs, prints the report on stdout and exits with a status that says how the run ended.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ddb_pitr::chain::Expectations;
+use ddb_pitr::engine::Settings;
+use ddb_pitr::manifest::{ExportType, OutputView};
+use ddb_pitr::report::RunStatus;
+use ddb_pitr::restore::{self, Clients, RestoreOptions};
+use ddb_pitr::write::RetryPolicy;
+
+/// Restore Amazon DynamoDB tables from DynamoDB "export to S3" output (FULL and INCREMENTAL exports).
+#[derive(Parser)]
+#[command(name = "ddb-pitr", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log format on stderr.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "DDB_PITR_LOG_FORMAT"
+    )]
+    log_format: LogFormat,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Restore a table from an export, or from a FULL export followed by INCREMENTAL exports.
+    Restore(RestoreArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TypeArg {
+    #[value(name = "FULL", alias = "full")]
+    Full,
+    #[value(name = "INCREMENTAL", alias = "incremental")]
+    Incremental,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ViewArg {
+    #[value(name = "NEW", alias = "new")]
+    New,
+    #[value(name = "NEW_AND_OLD", alias = "new_and_old")]
+    NewAndOld,
+}
+
+#[derive(Args)]
+struct RestoreArgs {
+    /// Target table. It must exist, be ACTIVE and have the export's key schema.
+    #[arg(long)]
+    table: String,
+    /// An export: s3://bucket/prefix/AWSDynamoDB/<export-id>/ or its manifest-summary.json. Repeat to apply a
+    /// FULL export and then INCREMENTAL exports, in the order given.
+    #[arg(long = "export", value_name = "S3_URI", required = true)]
+    exports: Vec<String>,
+    /// Assert the export type (once for all exports, or once per --export); read from the manifest otherwise.
+    #[arg(long = "type", value_enum)]
+    types: Vec<TypeArg>,
+    /// Assert the INCREMENTAL exports' output view.
+    #[arg(long, value_enum)]
+    view: Option<ViewArg>,
+    /// Restore even if the chain has gaps or overlaps between exports (they are listed in the report).
+    #[arg(long)]
+    allow_gaps: bool,
+    /// AWS region of the table and the export bucket (default: the standard AWS configuration chain).
+    #[arg(long)]
+    region: Option<String>,
+    /// Checkpoint location (s3://bucket/key or a local path). Created if missing; resumed from if present.
+    #[arg(long, value_name = "S3_URI_OR_PATH")]
+    resume: Option<String>,
+    /// Data files restored in parallel.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
+    workers: u16,
+    /// Ranged GETs in flight per data file.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..))]
+    read_ahead: u16,
+    /// Requests per BatchWriteItem call.
+    #[arg(long, default_value_t = 25, value_parser = clap::value_parser!(u8).range(1..=25))]
+    batch_size: u8,
+    /// Also upload the JSON report to this S3 object (or, for a URI ending in /, a new object under it).
+    #[arg(long, value_name = "S3_URI")]
+    report: Option<String>,
+    /// Read, verify and decode everything and report what would be written; make no write calls.
+    #[arg(long)]
+    dry_run: bool,
+    /// After SIGINT/SIGTERM, how long in-flight batches may take before the checkpoint is saved.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    shutdown_timeout: Duration,
+    /// Endpoint for every AWS service (local emulators). AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_S3 and
+    /// AWS_ENDPOINT_URL_DYNAMODB work as usual.
+    #[arg(long, value_name = "URL")]
+    endpoint_url: Option<String>,
+    /// Size of each ranged GET.
+    #[arg(long, default_value = "1MiB", value_parser = parse_size, help_heading = "Tuning")]
+    part_size: u64,
+    /// BatchWriteItem calls in flight per data file.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..), help_heading = "Tuning")]
+    inflight_batches: u16,
+    /// Consecutive BatchWriteItem attempts without progress before the restore stops.
+    #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u32).range(1..), help_heading = "Tuning")]
+    max_attempts: u32,
+    /// How often the checkpoint is saved while running.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, help_heading = "Tuning")]
+    checkpoint_interval: Duration,
+    /// Lines of each export decoded and key-checked before the first write.
+    #[arg(long, default_value_t = 20, help_heading = "Tuning")]
+    sample_lines: u64,
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size like 1MiB"))?;
+    let mult = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "K" | "k" => 1 << 10,
+        "MiB" | "M" => 1 << 20,
+        "GiB" | "G" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?}; use B, KiB, MiB or GiB"
+            ));
+        }
+    };
+    n.checked_mul(mult)
+        .filter(|&v| v > 0)
+        .ok_or_else(|| format!("{s:?} is out of range"))
+}
+
+/// Exit statuses: 0 success, 1 failure, 2 bad usage (clap), 130 interrupted.
+const EXIT_FAILED: u8 = 1;
+const EXIT_INTERRUPTED: u8 = 130;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    match cli.command {
+        Command::Restore(args) => match run_restore(args).await {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(EXIT_FAILED)
+            }
+        },
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_target(false).init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn run_restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
+    let exports = args
+        .exports
+        .iter()
+        .map(|e| e.parse())
+        .collect::<Result<Vec<_>, _>>()?;
+    let opts = RestoreOptions {
+        table: args.table,
+        exports,
+        expect: Expectations {
+            types: args
+                .types
+                .iter()
+                .map(|t| match t {
+                    TypeArg::Full => ExportType::Full,
+                    TypeArg::Incremental => ExportType::Incremental,
+                })
+                .collect(),
+            view: args.view.map(|v| match v {
+                ViewArg::New => OutputView::NewImage,
+                ViewArg::NewAndOld => OutputView::NewAndOldImages,
+            }),
+            allow_gaps: args.allow_gaps,
+        },
+        workers: args.workers.into(),
+        settings: Settings {
+            batch_size: args.batch_size.into(),
+            read_ahead: args.read_ahead.into(),
+            part_size: args.part_size,
+            inflight_batches: args.inflight_batches.into(),
+            retry: RetryPolicy {
+                max_attempts: args.max_attempts,
+                ..RetryPolicy::default()
+            },
+        },
+        dry_run: args.dry_run,
+        resume: args.resume.as_deref().map(str::parse).transpose()?,
+        report: args.report.as_deref().map(str::parse).transpose()?,
+        shutdown_timeout: args.shutdown_timeout,
+        checkpoint_interval: args.checkpoint_interval,
+        sample_lines: args.sample_lines,
+        progress_bar: std::io::stderr().is_terminal(),
+    };
+    let clients = aws_clients(args.region, args.endpoint_url).await;
+
+    let outcome = restore::run(&opts, &clients, shutdown_signal()).await;
+    let json = serde_json::to_string_pretty(&outcome.report).context("serialising the report")?;
+    println!("{json}");
+    let code = match outcome.report.status {
+        RunStatus::Succeeded => ExitCode::SUCCESS,
+        RunStatus::Interrupted => ExitCode::from(EXIT_INTERRUPTED),
+        RunStatus::Failed => ExitCode::from(EXIT_FAILED),
+    };
+    if let Some(e) = &outcome.error {
+        eprintln!("error: {e}");
+    }
+    if let Some(hint) = &outcome.report.resume_hint {
+        eprintln!("{hint}");
+    }
+    Ok(code)
+}
+
+async fn aws_clients(region: Option<String>, endpoint_url: Option<String>) -> Clients {
+    let custom_endpoint = endpoint_url.is_some()
+        || ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"]
+            .iter()
+            .any(|v| std::env::var_os(v).is_some());
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(RetryConfig::standard().with_max_attempts(5))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .operation_attempt_timeout(Duration::from_secs(60))
+                .build(),
+        );
+    if let Some(region) = region {
+        loader = loader.region(aws_config::Region::new(region));
+    }
+    if let Some(url) = endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    let sdk = loader.load().await;
+    // Emulators are reached by address, so bucket names cannot go in the host name.
+    let s3 = aws_sdk_s3::config::Builder::from(&sdk)
+        .force_path_style(custom_endpoint)
+        .build();
+    Clients {
+        s3: aws_sdk_s3::Client::from_conf(s3),
+        dynamodb: aws_sdk_dynamodb::Client::new(&sdk),
+    }
+}
+
+/// Resolves on the first SIGINT or SIGTERM. A second signal exits at once; the last saved checkpoint stays
+/// valid because it never claims unacknowledged writes.
+async fn shutdown_signal() {
+    wait_for_signal().await;
+    tokio::spawn(async {
+        wait_for_signal().await;
+        eprintln!("second signal: exiting now; the last saved checkpoint is still valid");
+        std::process::exit(EXIT_INTERRUPTED.into());
+    });
+}
+
+async fn wait_for_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_size("512KiB"), Ok(512 << 10));
+        assert_eq!(parse_size("100"), Ok(100));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("1TB").is_err());
+    }
+}

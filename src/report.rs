@@ -1,0 +1,106 @@
+//! The JSON report. Its schema is documented in `docs/report.md`; `report_format` changes when a field's
+//! meaning changes.
+
+use serde::{Deserialize, Serialize};
+
+use crate::chain::Discontinuity;
+use crate::write::WriteStatsSnapshot;
+
+pub const REPORT_FORMAT: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Succeeded,
+    Failed,
+    Interrupted,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileStatus {
+    /// Restored and verified in this run.
+    Done,
+    /// Already done according to the checkpoint; not read again.
+    AlreadyDone,
+    /// Started but not finished; the checkpoint holds its position.
+    Partial,
+    Failed,
+    Pending,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FileReport {
+    pub key: String,
+    pub status: FileStatus,
+    pub expected_items: u64,
+    pub items_put: u64,
+    pub items_deleted: u64,
+    /// Decompressed bytes below the file's checkpoint.
+    pub decompressed_bytes: u64,
+    /// Compressed bytes read in this run (0 if the file was not read to the end).
+    pub compressed_bytes: u64,
+    /// MD5 of the whole object matched `md5Checksum` in this run.
+    pub md5_verified: bool,
+    /// Decompressed offset this run resumed from (0 for a fresh start).
+    pub resumed_from_offset: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExportReport {
+    pub export_id: String,
+    pub export_arn: String,
+    pub uri: String,
+    #[serde(rename = "type")]
+    pub export_type: String,
+    pub view: Option<String>,
+    pub summary_checksum: String,
+    pub expected_items: u64,
+    pub items_put: u64,
+    pub items_deleted: u64,
+    pub compressed_bytes: u64,
+    pub files: Vec<FileReport>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Totals {
+    pub files: u64,
+    pub files_done: u64,
+    pub items_put: u64,
+    pub items_deleted: u64,
+    /// Items written (or, in a dry run, decoded) by this run, excluding earlier runs.
+    pub items_this_run: u64,
+    pub compressed_bytes: u64,
+    pub decompressed_bytes_this_run: u64,
+    pub items_per_second: f64,
+    pub mib_per_second: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorReport {
+    pub error_type: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    pub report_format: u32,
+    pub tool: String,
+    pub status: RunStatus,
+    pub dry_run: bool,
+    pub table: String,
+    pub started_at: String,
+    pub finished_at: String,
+    pub duration_seconds: f64,
+    pub checkpoint: Option<String>,
+    pub exports: Vec<ExportReport>,
+    pub chain_discontinuities: Vec<Discontinuity>,
+    pub totals: Totals,
+    pub writes: WriteStatsSnapshot,
+    pub errors: Vec<ErrorReport>,
+    /// What to run to continue, when the run did not succeed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resume_hint: Option<String>,
+}

@@ -1,0 +1,681 @@
+//! The local restore: pre-flight checks, then every export of the chain in order, each with up to
+//! `workers` files in parallel through [`Engine::process_file`], with a checkpoint saved periodically, at
+//! each export boundary and on shutdown.
+//!
+//! Nothing is written before every manifest is verified, the chain is validated, the table is ACTIVE with a
+//! matching key schema (a sample of each export is decoded and checked), and the checkpoint location has
+//! been written once.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use futures::{StreamExt, stream};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::chain::{self, Discontinuity, Expectations};
+use crate::checkpoint::{Checkpoint, CheckpointStore, FilePosition, FileState};
+use crate::engine::{Engine, FileRef, Settings};
+use crate::error::{Error, Result};
+use crate::location::{ExportUri, S3Uri, StateLocation};
+use crate::manifest::{self, Export, ExportType, OutputView};
+use crate::progress::Progress;
+use crate::report::{
+    ErrorReport, ExportReport, FileReport, FileStatus, REPORT_FORMAT, Report, RunStatus, Totals,
+};
+use crate::source::{ObjectReader, S3Reader};
+use crate::table;
+use crate::write::{BatchWriter, DynamoWriter, WriteStats};
+
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    pub table: String,
+    pub exports: Vec<ExportUri>,
+    pub expect: Expectations,
+    pub workers: usize,
+    pub settings: Settings,
+    pub dry_run: bool,
+    pub resume: Option<StateLocation>,
+    pub report: Option<S3Uri>,
+    pub shutdown_timeout: Duration,
+    pub checkpoint_interval: Duration,
+    /// Lines of each export decoded and key-checked before the first write.
+    pub sample_lines: u64,
+    pub progress_bar: bool,
+}
+
+#[derive(Clone)]
+pub struct Clients {
+    pub s3: aws_sdk_s3::Client,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+}
+
+/// A finished run: the report is always there; `error` says why the run did not succeed.
+pub struct Outcome {
+    pub report: Report,
+    pub error: Option<Error>,
+}
+
+/// Runs a restore until it finishes, fails, or `shutdown` resolves (then in-flight batches get
+/// `shutdown_timeout` to finish before the checkpoint is saved).
+pub async fn run(
+    opts: &RestoreOptions,
+    clients: &Clients,
+    shutdown: impl Future<Output = ()>,
+) -> Outcome {
+    let objects: Arc<dyn ObjectReader> = Arc::new(S3Reader::new(clients.s3.clone()));
+    let writer: Option<Arc<dyn BatchWriter>> = (!opts.dry_run)
+        .then(|| Arc::new(DynamoWriter::new(&clients.dynamodb)) as Arc<dyn BatchWriter>);
+    let started_at = SystemTime::now();
+    let started = Instant::now();
+    let stats = Arc::new(WriteStats::default());
+    let store = opts
+        .resume
+        .clone()
+        .filter(|_| !opts.dry_run)
+        .map(|loc| CheckpointStore::new(loc, clients.s3.clone()));
+
+    tokio::pin!(shutdown);
+    let preflight = tokio::select! {
+        p = preflight(opts, clients, objects.clone(), store.as_ref()) => p,
+        _ = &mut shutdown => Err(Error::Interrupted),
+    };
+    let (run, error) = match preflight {
+        Ok(p) => {
+            let engine = Engine {
+                objects,
+                writer,
+                table: opts.table.clone(),
+                key: p.key,
+                settings: opts.settings.clone(),
+                stats: stats.clone(),
+            };
+            let run = Run::new(opts, engine, p.exports, p.gaps, p.checkpoint, store);
+            let error = run.main(&mut shutdown).await.err();
+            (Some(run), error)
+        }
+        Err(e) => (None, Some(e)),
+    };
+    let report = build_report(
+        opts,
+        run.as_ref(),
+        error.as_ref(),
+        started_at,
+        started,
+        &stats,
+    );
+    let mut outcome = Outcome { report, error };
+    if let Some(uri) = &opts.report {
+        if let Err(e) = upload_report(&clients.s3, uri, &outcome.report).await {
+            outcome.report.errors.push(ErrorReport {
+                error_type: e.error_type().into(),
+                message: format!("the report could not be uploaded: {e}"),
+            });
+            outcome.error.get_or_insert(e);
+        }
+    }
+    outcome
+}
+
+struct Preflight {
+    exports: Vec<Export>,
+    gaps: Vec<Discontinuity>,
+    key: table::KeySchema,
+    checkpoint: Checkpoint,
+}
+
+async fn preflight(
+    opts: &RestoreOptions,
+    clients: &Clients,
+    objects: Arc<dyn ObjectReader>,
+    store: Option<&CheckpointStore>,
+) -> Result<Preflight> {
+    if opts.exports.is_empty() {
+        return Err(Error::Usage("at least one --export is required".into()));
+    }
+    let exports = futures::future::try_join_all(
+        opts.exports
+            .iter()
+            .map(|uri| manifest::load(objects.as_ref(), uri)),
+    )
+    .await?;
+    let gaps = chain::validate(&exports, &opts.expect)?;
+    let table = table::describe(&clients.dynamodb, &opts.table).await?;
+
+    let sampler = Engine {
+        objects,
+        writer: None,
+        table: opts.table.clone(),
+        key: table.key.clone(),
+        settings: opts.settings.clone(),
+        stats: Arc::default(),
+    };
+    for export in &exports {
+        if let Some(file) = export.files.iter().find(|f| f.item_count > 0) {
+            sampler
+                .check_sample(file_ref(export, file), opts.sample_lines)
+                .await
+                .map_err(|e| match e {
+                    Error::Data { location, message } if message.contains("key schema") => {
+                        Error::Table {
+                            table: opts.table.clone(),
+                            message: format!(
+                                "export {} does not fit this table: {location}: {message}",
+                                export.id()
+                            ),
+                        }
+                    }
+                    other => other,
+                })?;
+        }
+    }
+
+    let checkpoint = match store {
+        None => Checkpoint::new(&opts.table, &exports),
+        Some(store) => match store.load().await? {
+            Some(cp) => {
+                cp.check_identity(store.location(), &opts.table, &exports)?;
+                tracing::info!(checkpoint = %store.location(), "resuming from checkpoint");
+                cp
+            }
+            None => {
+                let cp = Checkpoint::new(&opts.table, &exports);
+                // Proves the checkpoint location is writable before the first write to the table.
+                store.save(&cp).await?;
+                cp
+            }
+        },
+    };
+    Ok(Preflight {
+        exports,
+        gaps,
+        key: table.key,
+        checkpoint,
+    })
+}
+
+fn file_ref<'a>(export: &'a Export, file: &'a manifest::DataFile) -> FileRef<'a> {
+    FileRef {
+        export_id: export.id(),
+        export_type: export.export_type,
+        bucket: &export.uri.bucket,
+        file,
+    }
+}
+
+/// The state of a restore after pre-flight; it outlives the work so that the checkpoint and the report
+/// can be written whatever way the work ended.
+struct Run<'a> {
+    opts: &'a RestoreOptions,
+    engine: Engine,
+    exports: Vec<Export>,
+    gaps: Vec<Discontinuity>,
+    store: Option<CheckpointStore>,
+    checkpoint: Mutex<Checkpoint>,
+    /// Positions of files being processed, published by the engine.
+    active: Mutex<HashMap<(usize, String), watch::Receiver<FilePosition>>>,
+    files: Mutex<Vec<Vec<FileReport>>>,
+    /// Where each file of this run started, to count this run's items.
+    initial: Checkpoint,
+    last_saved: Mutex<Option<Checkpoint>>,
+    errors: Mutex<Vec<Error>>,
+    stop: CancellationToken,
+    progress: Progress,
+    total_items: u64,
+}
+
+impl<'a> Run<'a> {
+    fn new(
+        opts: &'a RestoreOptions,
+        engine: Engine,
+        exports: Vec<Export>,
+        gaps: Vec<Discontinuity>,
+        checkpoint: Checkpoint,
+        store: Option<CheckpointStore>,
+    ) -> Self {
+        let files = exports
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                e.files
+                    .iter()
+                    .map(|f| {
+                        let state = checkpoint.exports[i].files.get(&f.key);
+                        let position = state.map(|s| s.position).unwrap_or_default();
+                        let already = checkpoint.exports[i].done || state.is_some_and(|s| s.done);
+                        FileReport {
+                            key: f.key.clone(),
+                            status: if already {
+                                FileStatus::AlreadyDone
+                            } else {
+                                FileStatus::Pending
+                            },
+                            expected_items: f.item_count,
+                            items_put: position.puts,
+                            items_deleted: position.deletes,
+                            decompressed_bytes: position.offset,
+                            compressed_bytes: 0,
+                            md5_verified: false,
+                            resumed_from_offset: position.offset,
+                            error: None,
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let total_items = exports.iter().map(Export::item_count).sum();
+        Run {
+            opts,
+            engine,
+            gaps,
+            store,
+            initial: checkpoint.clone(),
+            last_saved: Mutex::new(Some(checkpoint.clone())),
+            checkpoint: Mutex::new(checkpoint),
+            exports,
+            active: Mutex::default(),
+            files: Mutex::new(files),
+            errors: Mutex::default(),
+            stop: CancellationToken::new(),
+            progress: Progress::new(total_items, opts.progress_bar),
+            total_items,
+        }
+    }
+
+    async fn main(
+        &self,
+        shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+    ) -> Result<()> {
+        let work = self.work();
+        tokio::pin!(work);
+        let mut save_every = tokio::time::interval(self.opts.checkpoint_interval);
+        let mut redraw = tokio::time::interval(Duration::from_millis(250));
+        let mut interrupted = false;
+        let result = loop {
+            tokio::select! {
+                r = &mut work => break r,
+                _ = shutdown.as_mut(), if !interrupted => {
+                    interrupted = true;
+                    tracing::warn!(
+                        "shutdown requested: reading stopped, waiting up to {} for in-flight batches",
+                        humantime::format_duration(self.opts.shutdown_timeout)
+                    );
+                    self.stop.cancel();
+                    match tokio::time::timeout(self.opts.shutdown_timeout, &mut work).await {
+                        Ok(r) => break r,
+                        Err(_) => {
+                            tracing::warn!("in-flight batches did not finish in time; they will be replayed on resume");
+                            break Err(Error::Interrupted);
+                        }
+                    }
+                }
+                _ = save_every.tick() => self.save_checkpoint().await,
+                _ = redraw.tick() => self.progress.set(self.items_done()),
+            }
+        };
+        self.progress.set(self.items_done());
+        self.progress.finish();
+        self.save_checkpoint().await;
+        match result {
+            Ok(()) if interrupted => Err(Error::Interrupted),
+            other => other,
+        }
+    }
+
+    async fn work(&self) -> Result<()> {
+        for (i, export) in self.exports.iter().enumerate() {
+            if self.checkpoint.lock().expect("checkpoint").exports[i].done {
+                tracing::info!(
+                    export = export.id(),
+                    "already restored according to the checkpoint"
+                );
+                continue;
+            }
+            tracing::info!(
+                export = export.id(),
+                files = export.files.len(),
+                items = export.item_count(),
+                "restoring export {} of {}",
+                i + 1,
+                self.exports.len()
+            );
+            stream::iter(export.files.iter().enumerate())
+                .for_each_concurrent(self.opts.workers.max(1), |(j, file)| {
+                    self.run_file(i, j, file)
+                })
+                .await;
+            if let Some(first) = self.errors.lock().expect("errors").first() {
+                return Err(clone_error(first));
+            }
+            if self.stop.is_cancelled() {
+                return Err(Error::Interrupted);
+            }
+            self.checkpoint.lock().expect("checkpoint").exports[i].done = true;
+            self.save_checkpoint().await;
+        }
+        Ok(())
+    }
+
+    async fn run_file(&self, i: usize, j: usize, file: &manifest::DataFile) {
+        if self.stop.is_cancelled() {
+            return;
+        }
+        let state = self.checkpoint.lock().expect("checkpoint").exports[i]
+            .files
+            .get(&file.key)
+            .cloned();
+        if state.as_ref().is_some_and(|s| s.done) {
+            return;
+        }
+        let start = state.map(|s| s.position).unwrap_or_default();
+        let (tx, rx) = watch::channel(start);
+        let id = (i, file.key.clone());
+        self.active.lock().expect("active").insert(id.clone(), rx);
+        let result = self
+            .engine
+            .process_file(file_ref(&self.exports[i], file), start, &tx, &self.stop)
+            .await;
+        let position = *tx.borrow();
+        let done = matches!(result, Ok(o) if o.complete);
+        {
+            let mut cp = self.checkpoint.lock().expect("checkpoint");
+            if done || position != FilePosition::default() {
+                cp.exports[i]
+                    .files
+                    .insert(file.key.clone(), FileState { position, done });
+            }
+            self.active.lock().expect("active").remove(&id);
+        }
+        let mut files = self.files.lock().expect("files");
+        let report = &mut files[i][j];
+        report.items_put = position.puts;
+        report.items_deleted = position.deletes;
+        report.decompressed_bytes = position.offset;
+        match result {
+            Ok(outcome) if outcome.complete => {
+                report.status = FileStatus::Done;
+                report.md5_verified = true;
+                report.compressed_bytes = outcome.compressed_bytes;
+            }
+            Ok(_) => report.status = FileStatus::Partial,
+            Err(e) => {
+                tracing::error!("{e}");
+                report.status = FileStatus::Failed;
+                report.error = Some(e.to_string());
+                self.errors.lock().expect("errors").push(e);
+                self.stop.cancel();
+            }
+        }
+    }
+
+    /// The current checkpoint: finished files plus the latest position of every file in progress.
+    fn snapshot(&self) -> Checkpoint {
+        let mut cp = self.checkpoint.lock().expect("checkpoint").clone();
+        for ((i, key), rx) in self.active.lock().expect("active").iter() {
+            let position = *rx.borrow();
+            if position != FilePosition::default() {
+                cp.exports[*i].files.insert(
+                    key.clone(),
+                    FileState {
+                        position,
+                        done: false,
+                    },
+                );
+            }
+        }
+        cp
+    }
+
+    fn items_done(&self) -> u64 {
+        self.snapshot()
+            .exports
+            .iter()
+            .zip(&self.exports)
+            .map(|(state, export)| {
+                if state.done {
+                    export.item_count()
+                } else {
+                    state.files.values().map(|f| f.position.lines).sum()
+                }
+            })
+            .sum()
+    }
+
+    /// Saves the checkpoint if it changed. A failed save is logged, not fatal: the previous checkpoint is
+    /// still valid (it only claims less), and replaying from it is harmless.
+    async fn save_checkpoint(&self) {
+        let Some(store) = &self.store else { return };
+        let mut cp = self.snapshot();
+        if self
+            .last_saved
+            .lock()
+            .expect("last saved")
+            .as_ref()
+            .is_some_and(|last| last.exports == cp.exports)
+        {
+            return;
+        }
+        cp.updated_at = crate::checkpoint::now();
+        match store.save(&cp).await {
+            Ok(()) => *self.last_saved.lock().expect("last saved") = Some(cp),
+            Err(e) => tracing::warn!("checkpoint not saved (the previous one stays valid): {e}"),
+        }
+    }
+}
+
+/// Errors are not `Clone` (they may wrap SDK errors); the report and the exit path need a copy.
+fn clone_error(e: &Error) -> Error {
+    match e {
+        Error::Usage(m) => Error::Usage(m.clone()),
+        Error::Manifest { export, message } => Error::Manifest {
+            export: export.clone(),
+            message: message.clone(),
+        },
+        Error::Data { location, message } => Error::Data {
+            location: location.clone(),
+            message: message.clone(),
+        },
+        Error::FileIntegrity {
+            export,
+            file,
+            message,
+        } => Error::FileIntegrity {
+            export: export.clone(),
+            file: file.clone(),
+            message: message.clone(),
+        },
+        Error::Chain(m) => Error::Chain(m.clone()),
+        Error::Table { table, message } => Error::Table {
+            table: table.clone(),
+            message: message.clone(),
+        },
+        Error::Checkpoint { location, message } => Error::Checkpoint {
+            location: location.clone(),
+            message: message.clone(),
+        },
+        Error::Aws {
+            operation,
+            message,
+            retryable,
+        } => Error::Aws {
+            operation: operation.clone(),
+            message: message.clone(),
+            retryable: *retryable,
+        },
+        Error::WritesExhausted {
+            table,
+            location,
+            attempts,
+            last_error,
+        } => Error::WritesExhausted {
+            table: table.clone(),
+            location: location.clone(),
+            attempts: *attempts,
+            last_error: last_error.clone(),
+        },
+        Error::Interrupted => Error::Interrupted,
+    }
+}
+
+fn build_report(
+    opts: &RestoreOptions,
+    run: Option<&Run<'_>>,
+    error: Option<&Error>,
+    started_at: SystemTime,
+    started: Instant,
+    stats: &WriteStats,
+) -> Report {
+    let duration = started.elapsed().as_secs_f64();
+    let status = match error {
+        None => RunStatus::Succeeded,
+        Some(Error::Interrupted) => RunStatus::Interrupted,
+        Some(_) => RunStatus::Failed,
+    };
+    let mut errors: Vec<ErrorReport> = Vec::new();
+    let mut exports = Vec::new();
+    let mut totals = Totals::default();
+    let mut gaps = Vec::new();
+    if let Some(run) = run {
+        gaps = run.gaps.clone();
+        let snapshot = run.snapshot();
+        let mut files = run.files.lock().expect("files").clone();
+        for (i, export) in run.exports.iter().enumerate() {
+            let state = &snapshot.exports[i];
+            for report in files[i].iter_mut() {
+                if let (FileStatus::Pending | FileStatus::Partial, Some(f)) =
+                    (report.status, state.files.get(&report.key))
+                {
+                    report.status = FileStatus::Partial;
+                    report.items_put = f.position.puts;
+                    report.items_deleted = f.position.deletes;
+                    report.decompressed_bytes = f.position.offset;
+                }
+                let before = run.initial.exports[i]
+                    .files
+                    .get(&report.key)
+                    .map(|f| f.position.lines)
+                    .unwrap_or(0);
+                let now = state
+                    .files
+                    .get(&report.key)
+                    .map(|f| f.position.lines)
+                    .unwrap_or(0);
+                if report.status != FileStatus::AlreadyDone {
+                    totals.items_this_run += now.saturating_sub(before);
+                    totals.decompressed_bytes_this_run += report.decompressed_bytes
+                        - report.resumed_from_offset.min(report.decompressed_bytes);
+                }
+                totals.files += 1;
+                totals.files_done +=
+                    matches!(report.status, FileStatus::Done | FileStatus::AlreadyDone) as u64;
+            }
+            let list = std::mem::take(&mut files[i]);
+            let items_put = list.iter().map(|f| f.items_put).sum();
+            let items_deleted = list.iter().map(|f| f.items_deleted).sum();
+            let compressed_bytes = list.iter().map(|f| f.compressed_bytes).sum();
+            totals.items_put += items_put;
+            totals.items_deleted += items_deleted;
+            totals.compressed_bytes += compressed_bytes;
+            exports.push(ExportReport {
+                export_id: export.id().to_owned(),
+                export_arn: export.summary.export_arn.clone(),
+                uri: export.uri.to_string(),
+                export_type: match export.export_type {
+                    ExportType::Full => "FULL",
+                    ExportType::Incremental => "INCREMENTAL",
+                }
+                .into(),
+                view: export.view.map(|v| match v {
+                    OutputView::NewImage => "NEW_IMAGE".into(),
+                    OutputView::NewAndOldImages => "NEW_AND_OLD_IMAGES".into(),
+                }),
+                summary_checksum: serde_json::to_value(export.summary_checksum)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+                expected_items: export.item_count(),
+                items_put,
+                items_deleted,
+                compressed_bytes,
+                files: list,
+            });
+        }
+        debug_assert!(run.total_items >= totals.items_this_run);
+        errors.extend(
+            run.errors
+                .lock()
+                .expect("errors")
+                .iter()
+                .map(|e| ErrorReport {
+                    error_type: e.error_type().into(),
+                    message: e.to_string(),
+                }),
+        );
+    }
+    if let Some(e) = error {
+        if errors.iter().all(|r| r.message != e.to_string()) {
+            errors.push(ErrorReport {
+                error_type: e.error_type().into(),
+                message: e.to_string(),
+            });
+        }
+    }
+    totals.items_per_second = totals.items_this_run as f64 / duration.max(1e-3);
+    totals.mib_per_second =
+        totals.decompressed_bytes_this_run as f64 / (1024.0 * 1024.0) / duration.max(1e-3);
+    let resume_hint = match (status, &opts.resume) {
+        (RunStatus::Succeeded, _) => None,
+        // Nothing was written: fix the problem and run again.
+        _ if opts.dry_run || run.is_none() => None,
+        (_, Some(loc)) => Some(format!(
+            "run the same command again with --resume {loc} to continue; finished files are skipped and partial files continue after their checkpoint"
+        )),
+        (_, None) => Some(
+            "no --resume location was given, so progress was not saved; running the same command again replays every export from the start, which is safe because puts and deletes are idempotent".into(),
+        ),
+    };
+    Report {
+        report_format: REPORT_FORMAT,
+        tool: format!("ddb-pitr {}", env!("CARGO_PKG_VERSION")),
+        status,
+        dry_run: opts.dry_run,
+        table: opts.table.clone(),
+        started_at: humantime::format_rfc3339_millis(started_at).to_string(),
+        finished_at: crate::checkpoint::now(),
+        duration_seconds: duration,
+        checkpoint: opts.resume.as_ref().map(ToString::to_string),
+        exports,
+        chain_discontinuities: gaps,
+        totals,
+        writes: stats.snapshot(),
+        errors,
+        resume_hint,
+    }
+}
+
+async fn upload_report(s3: &aws_sdk_s3::Client, uri: &S3Uri, report: &Report) -> Result<()> {
+    let key = if uri.key.is_empty() || uri.key.ends_with('/') {
+        format!(
+            "{}ddb-pitr-report-{}.json",
+            uri.key,
+            report.started_at.replace(':', "-")
+        )
+    } else {
+        uri.key.clone()
+    };
+    s3.put_object()
+        .bucket(&uri.bucket)
+        .key(&key)
+        .content_type("application/json")
+        .body(
+            serde_json::to_vec_pretty(report)
+                .expect("report serialises")
+                .into(),
+        )
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| Error::aws(format!("PutObject s3://{}/{key}", uri.bucket), &e))
+}

@@ -1,0 +1,266 @@
+//! The target table: DescribeTable checks before anything is written, and the key schema that every
+//! written item must carry.
+
+use aws_sdk_dynamodb::types::{
+    AttributeValue, KeyType as DdbKeyType, ScalarAttributeType, TableStatus,
+};
+use serde::Serialize;
+
+use crate::decode::{Item, WriteOp};
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum KeyType {
+    S,
+    N,
+    B,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyAttr {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub ty: KeyType,
+}
+
+/// Partition key, then the sort key if the table has one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeySchema {
+    pub attrs: Vec<KeyAttr>,
+}
+
+impl KeySchema {
+    /// Checks that a write carries the table's key. A delete's `Keys` must hold exactly the key attributes,
+    /// because DeleteRequest rejects any other attribute. DynamoDB also rejects empty S and B key values.
+    pub fn check(&self, op: &WriteOp) -> std::result::Result<(), String> {
+        let item = op.item();
+        for attr in &self.attrs {
+            let Some(value) = item.get(&attr.name) else {
+                return Err(format!(
+                    "the item has no key attribute {:?} ({:?}); the table's key schema is {self}",
+                    attr.name, attr.ty
+                ));
+            };
+            let ok = match (attr.ty, value) {
+                (KeyType::S, AttributeValue::S(s)) => !s.is_empty(),
+                (KeyType::N, AttributeValue::N(_)) => true,
+                (KeyType::B, AttributeValue::B(b)) => !b.as_ref().is_empty(),
+                _ => false,
+            };
+            if !ok {
+                return Err(format!(
+                    "key attribute {:?} is {}, but the table's key schema is {self}",
+                    attr.name,
+                    describe_value(value)
+                ));
+            }
+        }
+        if let WriteOp::Delete(keys) = op {
+            if keys.len() != self.attrs.len() {
+                return Err(format!(
+                    "Keys holds {} attributes but the table's key schema is {self}",
+                    keys.len()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A hash of the item's key, for spotting two writes to one key close together. Equal keys always hash
+    /// equal; a rare collision only costs an unnecessary ordering barrier. Call after [`KeySchema::check`].
+    pub fn key_hash(&self, item: &Item) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        for attr in &self.attrs {
+            match item.get(&attr.name) {
+                Some(AttributeValue::S(s)) | Some(AttributeValue::N(s)) => {
+                    s.as_bytes().hash(&mut h)
+                }
+                Some(AttributeValue::B(b)) => b.as_ref().hash(&mut h),
+                _ => 0u8.hash(&mut h),
+            }
+        }
+        h.finish()
+    }
+}
+
+impl std::fmt::Display for KeySchema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self
+            .attrs
+            .iter()
+            .zip(["HASH", "RANGE"])
+            .map(|(a, role)| format!("{} ({:?}, {role})", a.name, a.ty))
+            .collect();
+        f.write_str(&parts.join(" + "))
+    }
+}
+
+fn describe_value(v: &AttributeValue) -> &'static str {
+    match v {
+        AttributeValue::S(s) if s.is_empty() => "an empty string",
+        AttributeValue::B(b) if b.as_ref().is_empty() => "an empty binary",
+        AttributeValue::S(_) => "of type S",
+        AttributeValue::N(_) => "of type N",
+        AttributeValue::B(_) => "of type B",
+        AttributeValue::Bool(_) => "of type BOOL",
+        AttributeValue::Null(_) => "of type NULL",
+        AttributeValue::Ss(_) => "of type SS",
+        AttributeValue::Ns(_) => "of type NS",
+        AttributeValue::Bs(_) => "of type BS",
+        AttributeValue::L(_) => "of type L",
+        AttributeValue::M(_) => "of type M",
+        _ => "of an unknown type",
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TableInfo {
+    pub name: String,
+    pub arn: Option<String>,
+    pub key: KeySchema,
+}
+
+/// DescribeTable: the table must exist and be ACTIVE. Read-only.
+pub async fn describe(client: &aws_sdk_dynamodb::Client, table: &str) -> Result<TableInfo> {
+    let err = |message: String| Error::Table {
+        table: table.to_owned(),
+        message,
+    };
+    let out = match client.describe_table().table_name(table).send().await {
+        Ok(out) => out,
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_not_found_exception()) =>
+        {
+            return Err(err(
+                "does not exist in this account and region; create it with the source table's key schema \
+                 (see `aws dynamodb describe-table` on the source) and run again"
+                    .into(),
+            ));
+        }
+        Err(e) => return Err(Error::aws(format!("DescribeTable {table}"), &e)),
+    };
+    let desc = out
+        .table
+        .ok_or_else(|| err("DescribeTable returned no table description".into()))?;
+    match desc.table_status() {
+        Some(TableStatus::Active) => {}
+        other => {
+            return Err(err(format!(
+                "is {}, not ACTIVE; wait until it is ACTIVE and run again",
+                other.map(|s| s.as_str()).unwrap_or("in an unknown state")
+            )));
+        }
+    }
+    let type_of = |name: &str| -> Result<KeyType> {
+        let def = desc
+            .attribute_definitions()
+            .iter()
+            .find(|d| d.attribute_name() == name)
+            .ok_or_else(|| err(format!("key attribute {name} has no attribute definition")))?;
+        match def.attribute_type() {
+            ScalarAttributeType::S => Ok(KeyType::S),
+            ScalarAttributeType::N => Ok(KeyType::N),
+            ScalarAttributeType::B => Ok(KeyType::B),
+            other => Err(err(format!(
+                "key attribute {name} has unsupported type {other}"
+            ))),
+        }
+    };
+    let mut attrs = Vec::new();
+    for role in [DdbKeyType::Hash, DdbKeyType::Range] {
+        if let Some(k) = desc.key_schema().iter().find(|k| *k.key_type() == role) {
+            attrs.push(KeyAttr {
+                name: k.attribute_name().to_owned(),
+                ty: type_of(k.attribute_name())?,
+            });
+        }
+    }
+    if attrs.is_empty() {
+        return Err(err("DescribeTable returned no key schema".into()));
+    }
+    Ok(TableInfo {
+        name: table.to_owned(),
+        arn: desc.table_arn().map(str::to_owned),
+        key: KeySchema { attrs },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_dynamodb::primitives::Blob;
+
+    fn schema() -> KeySchema {
+        KeySchema {
+            attrs: vec![
+                KeyAttr {
+                    name: "pk".into(),
+                    ty: KeyType::S,
+                },
+                KeyAttr {
+                    name: "sk".into(),
+                    ty: KeyType::N,
+                },
+            ],
+        }
+    }
+
+    fn item(pairs: &[(&str, AttributeValue)]) -> Item {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn key_checks() {
+        let s = schema();
+        let good = item(&[
+            ("pk", AttributeValue::S("a".into())),
+            ("sk", AttributeValue::N("1".into())),
+            ("x", AttributeValue::Null(true)),
+        ]);
+        s.check(&WriteOp::Put(good.clone())).unwrap();
+        let e = s.check(&WriteOp::Delete(good)).unwrap_err();
+        assert!(e.contains("Keys holds 3 attributes"), "{e}");
+        let missing = item(&[("pk", AttributeValue::S("a".into()))]);
+        assert!(
+            s.check(&WriteOp::Put(missing))
+                .unwrap_err()
+                .contains("no key attribute \"sk\"")
+        );
+        let wrong = item(&[
+            ("pk", AttributeValue::B(Blob::new(vec![1]))),
+            ("sk", AttributeValue::N("1".into())),
+        ]);
+        let e = s.check(&WriteOp::Put(wrong)).unwrap_err();
+        assert!(
+            e.contains("\"pk\" is of type B") && e.contains("pk (S, HASH) + sk (N, RANGE)"),
+            "{e}"
+        );
+        let empty = item(&[
+            ("pk", AttributeValue::S(String::new())),
+            ("sk", AttributeValue::N("1".into())),
+        ]);
+        assert!(
+            s.check(&WriteOp::Put(empty))
+                .unwrap_err()
+                .contains("empty string")
+        );
+    }
+
+    #[test]
+    fn key_hashes_separate_fields() {
+        let s = schema();
+        let fp = |pk: &str, sk: &str| {
+            s.key_hash(&item(&[
+                ("pk", AttributeValue::S(pk.into())),
+                ("sk", AttributeValue::N(sk.into())),
+            ]))
+        };
+        assert_eq!(fp("a", "1"), fp("a", "1"));
+        assert_ne!(fp("a1", "2"), fp("a", "12"));
+    }
+}

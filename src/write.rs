@@ -1,0 +1,448 @@
+//! BatchWriteItem: the batch-writer seam, retries with exponential backoff and full jitter, statistics.
+//!
+//! AWS contract this module relies on:
+//! - A BatchWriteItem request holds at most 25 put/delete requests and at most 16 MB; the batcher in
+//!   [`crate::engine`] enforces both before a call is made.
+//! - A successful call may leave some requests in `UnprocessedItems` (typically under throttling); they
+//!   must be sent again, after a delay, or they are lost. No write is ever dropped here: they are retried
+//!   until they succeed or the retry budget runs out, which fails the whole restore with the checkpoint below
+//!   the unacknowledged lines.
+//! - Throttling (`ProvisionedThroughputExceededException`, `ThrottlingException`, `RequestLimitExceeded`),
+//!   5xx responses and transport errors are transient; every other error rejects the batch.
+//! - Puts and deletes are idempotent, so a batch that was applied but whose response was lost is safe to
+//!   send again.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::{DeleteRequest, PutRequest, ReturnConsumedCapacity, WriteRequest};
+use aws_smithy_runtime_api::http::Response as HttpResponse;
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+
+use crate::decode::WriteOp;
+
+/// Error codes DynamoDB uses for throttling.
+const THROTTLING_CODES: [&str; 4] = [
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "TooManyRequestsException",
+];
+
+/// Why one BatchWriteItem attempt failed as a whole.
+#[derive(Debug, Clone)]
+pub enum AttemptError {
+    /// The table or account is over its throughput: back off and retry.
+    Throttled(String),
+    /// 5xx, timeout or connection failure: back off and retry.
+    Transient(String),
+    /// DynamoDB refused the request itself (validation, missing table, access denied): retrying is useless.
+    Rejected(String),
+}
+
+/// What a successful attempt left to do.
+#[derive(Debug, Default)]
+pub struct AttemptOutcome {
+    pub unprocessed: Vec<WriteRequest>,
+    pub consumed_wcu: f64,
+}
+
+/// The write seam: one BatchWriteItem call against one table, no retries.
+pub trait BatchWriter: Send + Sync {
+    fn write_batch<'a>(
+        &'a self,
+        table: &'a str,
+        requests: Vec<WriteRequest>,
+    ) -> BoxFuture<'a, Result<AttemptOutcome, AttemptError>>;
+}
+
+/// [`BatchWriter`] over the SDK. Build the client with the SDK's own retries disabled (see
+/// [`DynamoWriter::new`]), so that every attempt is counted and paced here.
+#[derive(Clone)]
+pub struct DynamoWriter {
+    client: aws_sdk_dynamodb::Client,
+}
+
+impl DynamoWriter {
+    /// Wraps a client after switching off its retry layer; timeouts stay as configured.
+    pub fn new(client: &aws_sdk_dynamodb::Client) -> Self {
+        let config = client
+            .config()
+            .to_builder()
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .build();
+        DynamoWriter {
+            client: aws_sdk_dynamodb::Client::from_conf(config),
+        }
+    }
+}
+
+impl BatchWriter for DynamoWriter {
+    fn write_batch<'a>(
+        &'a self,
+        table: &'a str,
+        requests: Vec<WriteRequest>,
+    ) -> BoxFuture<'a, Result<AttemptOutcome, AttemptError>> {
+        Box::pin(async move {
+            let result = self
+                .client
+                .batch_write_item()
+                .request_items(table, requests)
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send()
+                .await;
+            match result {
+                Ok(mut out) => Ok(AttemptOutcome {
+                    unprocessed: out
+                        .unprocessed_items
+                        .as_mut()
+                        .and_then(|m| m.remove(table))
+                        .unwrap_or_default(),
+                    consumed_wcu: out
+                        .consumed_capacity()
+                        .iter()
+                        .filter_map(|c| c.capacity_units())
+                        .sum(),
+                }),
+                Err(e) => Err(classify(&e)),
+            }
+        })
+    }
+}
+
+fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    err: &SdkError<E, HttpResponse>,
+) -> AttemptError {
+    let text = crate::error::describe_sdk_error(err);
+    if let SdkError::ServiceError(se) = err {
+        if se
+            .err()
+            .code()
+            .is_some_and(|c| THROTTLING_CODES.contains(&c))
+        {
+            return AttemptError::Throttled(text);
+        }
+    }
+    if is_transient_sdk_error(err) {
+        AttemptError::Transient(text)
+    } else {
+        AttemptError::Rejected(text)
+    }
+}
+
+/// Throttling, 5xx, 429, timeouts and transport failures.
+pub(crate) fn is_transient_sdk_error<E: ProvideErrorMetadata>(
+    err: &SdkError<E, HttpResponse>,
+) -> bool {
+    match err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(se) => {
+            let status = se.raw().status().as_u16();
+            status >= 500
+                || status == 429
+                || se
+                    .err()
+                    .code()
+                    .is_some_and(|c| THROTTLING_CODES.contains(&c))
+        }
+        _ => false,
+    }
+}
+
+pub fn to_request(op: WriteOp) -> WriteRequest {
+    match op {
+        WriteOp::Put(item) => WriteRequest::builder()
+            .put_request(
+                PutRequest::builder()
+                    .set_item(Some(item))
+                    .build()
+                    .expect("item is set"),
+            )
+            .build(),
+        WriteOp::Delete(key) => WriteRequest::builder()
+            .delete_request(
+                DeleteRequest::builder()
+                    .set_key(Some(key))
+                    .build()
+                    .expect("key is set"),
+            )
+            .build(),
+    }
+}
+
+/// Exponential backoff with full jitter: attempt n sleeps a uniform random time in
+/// `[0, min(cap, base * 2^n))`, which spreads retries of many workers instead of synchronising them.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Consecutive attempts without progress before giving up.
+    pub max_attempts: u32,
+    pub base: Duration,
+    pub cap: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 12,
+            base: Duration::from_millis(50),
+            cap: Duration::from_secs(10),
+        }
+    }
+}
+
+impl RetryPolicy {
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let ceiling = self
+            .base
+            .saturating_mul(1u32 << attempt.min(20))
+            .min(self.cap);
+        ceiling.mul_f64(fastrand::f64())
+    }
+}
+
+/// Counters shared by every writer of a restore; they feed the report and progress display.
+#[derive(Debug, Default)]
+pub struct WriteStats {
+    pub requests: AtomicU64,
+    pub retries: AtomicU64,
+    pub throttled_requests: AtomicU64,
+    pub server_errors: AtomicU64,
+    pub unprocessed_items: AtomicU64,
+    /// Consumed write capacity, in thousandths of a WCU.
+    pub consumed_milli_wcu: AtomicU64,
+    pub backoff_millis: AtomicU64,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct WriteStatsSnapshot {
+    pub batch_write_requests: u64,
+    pub retries: u64,
+    pub throttled_requests: u64,
+    pub server_errors: u64,
+    pub unprocessed_items_retried: u64,
+    pub consumed_wcu: f64,
+    pub backoff_seconds: f64,
+}
+
+impl WriteStats {
+    pub fn snapshot(&self) -> WriteStatsSnapshot {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        WriteStatsSnapshot {
+            batch_write_requests: get(&self.requests),
+            retries: get(&self.retries),
+            throttled_requests: get(&self.throttled_requests),
+            server_errors: get(&self.server_errors),
+            unprocessed_items_retried: get(&self.unprocessed_items),
+            consumed_wcu: get(&self.consumed_milli_wcu) as f64 / 1000.0,
+            backoff_seconds: get(&self.backoff_millis) as f64 / 1000.0,
+        }
+    }
+}
+
+/// Why a batch could not be written.
+#[derive(Debug, Clone)]
+pub enum WriteFailure {
+    /// `attempts` consecutive attempts made no progress.
+    Exhausted { attempts: u32, last_error: String },
+    /// DynamoDB rejected the request; retrying cannot help. `pending` holds the requests of the rejected
+    /// attempt; `first_attempt` says they are still the original batch, in order.
+    Rejected {
+        message: String,
+        pending: Vec<WriteRequest>,
+        first_attempt: bool,
+    },
+}
+
+/// Writes every request, retrying throttling, transient errors and unprocessed items. The attempt budget
+/// counts consecutive attempts that made no progress, so a slowly draining batch under steady throttling is
+/// not abandoned while it still advances.
+pub async fn write_all(
+    writer: &dyn BatchWriter,
+    table: &str,
+    mut pending: Vec<WriteRequest>,
+    policy: &RetryPolicy,
+    stats: &WriteStats,
+) -> Result<(), WriteFailure> {
+    let mut stalled = 0u32;
+    let mut first = true;
+    while !pending.is_empty() {
+        let is_first_attempt = first;
+        if !first {
+            stats.retries.fetch_add(1, Ordering::Relaxed);
+        }
+        first = false;
+        stats.requests.fetch_add(1, Ordering::Relaxed);
+        let sent = pending.len();
+        let last_error = match writer.write_batch(table, pending.clone()).await {
+            Ok(outcome) => {
+                stats
+                    .consumed_milli_wcu
+                    .fetch_add((outcome.consumed_wcu * 1000.0) as u64, Ordering::Relaxed);
+                let left = outcome.unprocessed.len();
+                if left == 0 {
+                    return Ok(());
+                }
+                stats
+                    .unprocessed_items
+                    .fetch_add(left as u64, Ordering::Relaxed);
+                if left < sent {
+                    stalled = 0;
+                }
+                pending = outcome.unprocessed;
+                format!("{left} of {sent} items left unprocessed")
+            }
+            Err(AttemptError::Throttled(e)) => {
+                stats.throttled_requests.fetch_add(1, Ordering::Relaxed);
+                e
+            }
+            Err(AttemptError::Transient(e)) => {
+                stats.server_errors.fetch_add(1, Ordering::Relaxed);
+                e
+            }
+            Err(AttemptError::Rejected(message)) => {
+                return Err(WriteFailure::Rejected {
+                    message,
+                    first_attempt: is_first_attempt,
+                    pending,
+                });
+            }
+        };
+        stalled += 1;
+        if stalled >= policy.max_attempts {
+            return Err(WriteFailure::Exhausted {
+                attempts: stalled,
+                last_error,
+            });
+        }
+        let delay = policy.backoff(stalled);
+        stats
+            .backoff_millis
+            .fetch_add(delay.as_millis() as u64, Ordering::Relaxed);
+        tokio::time::sleep(delay).await;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use std::sync::Mutex;
+
+    /// Plays back a script of outcomes; each `Some(n)` leaves the last n requests unprocessed.
+    struct Scripted {
+        script: Mutex<Vec<Result<Option<usize>, AttemptError>>>,
+        seen: Mutex<Vec<usize>>,
+    }
+
+    impl BatchWriter for Scripted {
+        fn write_batch<'a>(
+            &'a self,
+            _: &'a str,
+            requests: Vec<WriteRequest>,
+        ) -> BoxFuture<'a, Result<AttemptOutcome, AttemptError>> {
+            Box::pin(async move {
+                self.seen.lock().unwrap().push(requests.len());
+                let step = self.script.lock().unwrap().remove(0);
+                step.map(|left| AttemptOutcome {
+                    unprocessed: requests[requests.len() - left.unwrap_or(0)..].to_vec(),
+                    consumed_wcu: 1.0,
+                })
+            })
+        }
+    }
+
+    fn requests(n: usize) -> Vec<WriteRequest> {
+        (0..n)
+            .map(|i| {
+                to_request(WriteOp::Delete(
+                    [("pk".to_string(), AttributeValue::S(i.to_string()))].into(),
+                ))
+            })
+            .collect()
+    }
+
+    fn fast() -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: 3,
+            base: Duration::from_millis(1),
+            cap: Duration::from_millis(2),
+        }
+    }
+
+    #[tokio::test]
+    async fn unprocessed_items_are_resent_until_done() {
+        let w = Scripted {
+            script: Mutex::new(vec![
+                Ok(Some(10)),
+                Err(AttemptError::Throttled("t".into())),
+                Ok(Some(4)),
+                Ok(None),
+            ]),
+            seen: Mutex::new(vec![]),
+        };
+        let stats = WriteStats::default();
+        write_all(&w, "t", requests(25), &fast(), &stats)
+            .await
+            .unwrap();
+        assert_eq!(*w.seen.lock().unwrap(), vec![25, 10, 10, 4]);
+        let s = stats.snapshot();
+        assert_eq!(
+            (
+                s.batch_write_requests,
+                s.retries,
+                s.throttled_requests,
+                s.unprocessed_items_retried
+            ),
+            (4, 3, 1, 14)
+        );
+    }
+
+    #[tokio::test]
+    async fn retries_run_out_without_progress() {
+        let w = Scripted {
+            script: Mutex::new(vec![
+                Ok(Some(5)),
+                Err(AttemptError::Transient("503".into())),
+                Ok(Some(5)),
+            ]),
+            seen: Mutex::new(vec![]),
+        };
+        let err = write_all(&w, "t", requests(5), &fast(), &WriteStats::default())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, WriteFailure::Exhausted { attempts: 3, .. }),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn rejection_is_not_retried() {
+        let w = Scripted {
+            script: Mutex::new(vec![Err(AttemptError::Rejected(
+                "ValidationException".into(),
+            ))]),
+            seen: Mutex::new(vec![]),
+        };
+        let err = write_all(&w, "t", requests(2), &fast(), &WriteStats::default())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, WriteFailure::Rejected { first_attempt: true, ref pending, .. } if pending.len() == 2)
+        );
+        assert_eq!(w.seen.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn backoff_is_bounded_by_cap() {
+        let p = RetryPolicy::default();
+        for attempt in 0..40 {
+            assert!(p.backoff(attempt) <= p.cap);
+        }
+    }
+}
