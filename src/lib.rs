@@ -28,6 +28,7 @@ pub mod progress;
 pub mod report;
 pub mod restore;
 pub mod source;
+pub mod synth;
 pub mod table;
 pub mod write;
 
