@@ -212,6 +212,7 @@ impl<'de> serde::Deserialize<'de> for TypeTag {
 }
 
 /// One attribute value: an object with exactly one type descriptor.
+#[derive(Clone, Copy)]
 struct ValueSeed;
 
 impl<'de> DeserializeSeed<'de> for ValueSeed {
@@ -282,6 +283,7 @@ fn number<E: de::Error>(n: String) -> Result<String, E> {
 }
 
 /// A base64 string (RFC 4648 standard alphabet with padding, as DynamoDB JSON uses) → bytes.
+#[derive(Clone, Copy)]
 struct BinarySeed;
 
 impl<'de> DeserializeSeed<'de> for BinarySeed {
@@ -334,19 +336,6 @@ impl<'de, S: DeserializeSeed<'de> + Copy> Visitor<'de> for SeqSeed<S> {
         Ok(out)
     }
 }
-
-impl Clone for ValueSeed {
-    fn clone(&self) -> Self {
-        ValueSeed
-    }
-}
-impl Copy for ValueSeed {}
-impl Clone for BinarySeed {
-    fn clone(&self) -> Self {
-        BinarySeed
-    }
-}
-impl Copy for BinarySeed {}
 
 fn truncate(s: &str, max: usize) -> &str {
     match s.char_indices().nth(max) {

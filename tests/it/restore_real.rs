@@ -1,0 +1,168 @@
+//! The real export written by DynamoDB: FULL alone, then the whole chain (which has a real gap).
+
+use crate::cli::{self, REAL_FULL, REAL_INC1, REAL_INC2};
+use crate::support::assert_table_matches;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn full_export_alone_restores_exactly() {
+    let aws = cli::aws().await;
+    let (bucket, table) = cli::real_export_setup(&aws).await;
+    let run = cli::restore(&aws, &table.name, &cli::export_args(&bucket, [REAL_FULL])).await;
+    run.assert_success();
+    assert_table_matches(
+        &aws.ddb,
+        &table.name,
+        cli::real_export().join("expected-after-full.jsonl"),
+    )
+    .await;
+
+    let export = &run.report["exports"][0];
+    assert_eq!(
+        export["type"], "FULL",
+        "a summary without exportType is a FULL export"
+    );
+    assert_eq!(export["items_put"], 3);
+    assert_eq!(
+        export["summary_checksum"], "mismatch",
+        "the fixture's summary md5 was invalidated on purpose"
+    );
+    let files = export["files"].as_array().unwrap();
+    assert_eq!(files.len(), 4);
+    assert!(
+        files
+            .iter()
+            .all(|f| f["status"] == "done" && f["md5_verified"] == true),
+        "{files:?}"
+    );
+    assert_eq!(run.report["totals"]["items_this_run"], 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chain_with_a_gap_is_refused_then_restored_with_allow_gaps() {
+    let aws = cli::aws().await;
+    let (bucket, table) = cli::real_export_setup(&aws).await;
+    let exports = cli::export_args(&bucket, [REAL_FULL, REAL_INC1, REAL_INC2]);
+
+    let refused = cli::restore(&aws, &table.name, &exports).await;
+    assert_eq!(refused.code, Some(1));
+    let errors = refused.errors();
+    assert!(
+        errors.contains("gap of 1m 9s 378ms") && errors.contains("--allow-gaps"),
+        "{errors}"
+    );
+    assert!(
+        table.scan().await.is_empty(),
+        "nothing may be written before the chain is validated"
+    );
+
+    let mut args = exports.clone();
+    args.extend(["--allow-gaps".into(), "--view".into(), "NEW_AND_OLD".into()]);
+    let run = cli::restore(&aws, &table.name, &args).await;
+    run.assert_success();
+    assert_table_matches(
+        &aws.ddb,
+        &table.name,
+        cli::real_export().join("expected-after-chain.jsonl"),
+    )
+    .await;
+
+    let gaps = run.report["chain_discontinuities"].as_array().unwrap();
+    assert_eq!(gaps.len(), 1);
+    assert_eq!(gaps[0]["millis"], 69_378);
+    let per_export: Vec<(u64, u64)> = run.report["exports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["items_put"].as_u64().unwrap(),
+                e["items_deleted"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(per_export, vec![(3, 0), (6, 0), (3, 2)]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn type_and_view_assertions_are_checked_before_writing() {
+    let aws = cli::aws().await;
+    let (bucket, table) = cli::real_export_setup(&aws).await;
+    let mut args = cli::export_args(&bucket, [REAL_FULL, REAL_INC1]);
+    args.extend(["--allow-gaps".into(), "--type".into(), "INCREMENTAL".into()]);
+    let run = cli::restore(&aws, &table.name, &args).await;
+    assert_eq!(run.code, Some(1));
+    assert!(
+        run.errors()
+            .contains("--type Incremental does not match export 01768385930622-efd1a093"),
+        "{}",
+        run.errors()
+    );
+
+    let mut args = cli::export_args(&bucket, [REAL_INC1]);
+    args.extend(["--view".into(), "NEW".into()]);
+    let run = cli::restore(&aws, &table.name, &args).await;
+    assert_eq!(run.code, Some(1));
+    assert!(
+        run.errors()
+            .contains("--view NewImage does not match export 01768386924000-d339e52d"),
+        "{}",
+        run.errors()
+    );
+    assert!(table.scan().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dry_run_reads_everything_and_makes_no_write_call() {
+    use crate::support::RecordingProxy;
+    let aws = cli::aws().await;
+    let (bucket, table) = cli::real_export_setup(&aws).await;
+    let proxy = RecordingProxy::start(&aws.endpoint).await;
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = dir.path().join("cp.json");
+    let mut cmd = cli::command();
+    // Service-specific endpoint variables, as a user of a local emulator would set them.
+    cmd.env("AWS_ENDPOINT_URL_DYNAMODB", &proxy.endpoint)
+        .env("AWS_ENDPOINT_URL_S3", &aws.endpoint)
+        .args([
+            "restore",
+            "--table",
+            &table.name,
+            "--dry-run",
+            "--allow-gaps",
+        ])
+        .args(["--resume", checkpoint.to_str().unwrap()])
+        .args(cli::export_args(&bucket, [REAL_FULL, REAL_INC1, REAL_INC2]));
+    let run = cli::finish(cmd.spawn().unwrap()).await;
+    run.assert_success();
+    assert_eq!(run.report["dry_run"], true);
+    assert_eq!(
+        run.report["totals"]["items_this_run"], 14,
+        "every line is decoded"
+    );
+    assert_eq!(run.report["totals"]["items_deleted"], 2);
+
+    let requests = proxy.requests();
+    assert!(
+        requests.iter().any(|r| r.ends_with(".DescribeTable")),
+        "the proxy saw DynamoDB traffic: {requests:?}"
+    );
+    let writes: Vec<_> = requests
+        .iter()
+        .filter(|r| {
+            [
+                "BatchWriteItem",
+                "PutItem",
+                "DeleteItem",
+                "UpdateItem",
+                "TransactWriteItems",
+                "UpdateTable",
+                "CreateTable",
+            ]
+            .iter()
+            .any(|w| r.ends_with(w))
+        })
+        .collect();
+    assert!(writes.is_empty(), "dry run made write calls: {writes:?}");
+    assert!(table.scan().await.is_empty());
+    assert!(!checkpoint.exists(), "a dry run writes no checkpoint");
+}

@@ -1,0 +1,329 @@
+//! Uniquely named S3 buckets and DynamoDB tables that delete themselves on `Drop`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+    ScalarAttributeType, TableStatus,
+};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+use futures::{StreamExt, TryStreamExt};
+
+use super::{run_cleanup, unique_name};
+
+/// Concurrent PutObject calls in [`TestBucket::upload_dir`].
+const UPLOAD_CONCURRENCY: usize = 8;
+
+/// An S3 bucket that exists for the life of the value; `Drop` empties and deletes it.
+pub struct TestBucket {
+    pub name: String,
+    client: aws_sdk_s3::Client,
+}
+
+impl TestBucket {
+    pub async fn create(s3: &aws_sdk_s3::Client, prefix: &str) -> TestBucket {
+        let name = unique_name(prefix);
+        s3.create_bucket()
+            .bucket(&name)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("CreateBucket {name}: {e:?}"));
+        TestBucket {
+            name,
+            client: s3.clone(),
+        }
+    }
+
+    /// `s3://<bucket>/<key_prefix>` with a trailing `/` (or just `s3://<bucket>/`).
+    pub fn url(&self, key_prefix: &str) -> String {
+        format!("s3://{}/{}", self.name, key_prefix)
+    }
+
+    /// Uploads every file under `local_root`, recursively, keyed by its path relative to
+    /// `local_root` (with `/` separators), under `key_prefix` when that is not empty.
+    /// Returns the keys, sorted.
+    pub async fn upload_dir(&self, local_root: &Path, key_prefix: &str) -> Vec<String> {
+        let mut files = Vec::new();
+        collect_files(local_root, &mut files);
+        files.sort();
+        let prefix = key_prefix.trim_end_matches('/');
+        let uploads = files.into_iter().map(|path| {
+            let rel = path
+                .strip_prefix(local_root)
+                .expect("under root")
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join("/");
+            let key = if prefix.is_empty() {
+                rel
+            } else {
+                format!("{prefix}/{rel}")
+            };
+            async move {
+                let body = ByteStream::from_path(&path)
+                    .await
+                    .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+                self.client
+                    .put_object()
+                    .bucket(&self.name)
+                    .key(&key)
+                    .body(body)
+                    .send()
+                    .await
+                    .map(|_| key.clone())
+                    .map_err(|e| format!("PutObject s3://{}/{key}: {e:?}", self.name))
+            }
+        });
+        let mut keys: Vec<String> = futures::stream::iter(uploads)
+            .buffer_unordered(UPLOAD_CONCURRENCY)
+            .try_collect()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        keys.sort();
+        keys
+    }
+
+    pub async fn put(&self, key: &str, bytes: impl Into<Vec<u8>>) {
+        self.client
+            .put_object()
+            .bucket(&self.name)
+            .key(key)
+            .body(ByteStream::from(bytes.into()))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("PutObject s3://{}/{key}: {e:?}", self.name));
+    }
+
+    pub async fn delete(&self, key: &str) {
+        self.client
+            .delete_object()
+            .bucket(&self.name)
+            .key(key)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("DeleteObject s3://{}/{key}: {e:?}", self.name));
+    }
+
+    /// The object's bytes, or `None` if there is no such key.
+    pub async fn get(&self, key: &str) -> Option<Vec<u8>> {
+        let out = match self
+            .client
+            .get_object()
+            .bucket(&self.name)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_no_such_key()) => return None,
+            Err(e) => panic!("GetObject s3://{}/{key}: {e:?}", self.name),
+        };
+        let bytes = out
+            .body
+            .collect()
+            .await
+            .unwrap_or_else(|e| panic!("reading s3://{}/{key}: {e}", self.name));
+        Some(bytes.into_bytes().to_vec())
+    }
+
+    /// All keys in the bucket, sorted (S3 lists in key order).
+    pub async fn keys(&self) -> Vec<String> {
+        list_keys(&self.client, &self.name)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
+fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let entries =
+        std::fs::read_dir(dir).unwrap_or_else(|e| panic!("reading dir {}: {e}", dir.display()));
+    for entry in entries {
+        let entry = entry.unwrap_or_else(|e| panic!("reading dir {}: {e}", dir.display()));
+        let path = entry.path();
+        let ft = entry.file_type().expect("file type");
+        if ft.is_dir() || (ft.is_symlink() && path.is_dir()) {
+            collect_files(&path, out);
+        } else {
+            out.push(path);
+        }
+    }
+}
+
+async fn list_keys(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<Vec<String>, String> {
+    let mut keys = Vec::new();
+    let mut pages = s3.list_objects_v2().bucket(bucket).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| format!("ListObjectsV2 {bucket}: {e:?}"))?;
+        keys.extend(
+            page.contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_owned)),
+        );
+    }
+    Ok(keys)
+}
+
+async fn empty_and_delete_bucket(s3: aws_sdk_s3::Client, bucket: String) -> Result<(), String> {
+    let keys = list_keys(&s3, &bucket).await?;
+    // DeleteObjects takes at most 1000 keys per request.
+    for chunk in keys.chunks(1000) {
+        let objects = chunk
+            .iter()
+            .map(|k| ObjectIdentifier::builder().key(k).build())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        let delete = Delete::builder()
+            .set_objects(Some(objects))
+            .quiet(true)
+            .build()
+            .map_err(|e| e.to_string())?;
+        let out = s3
+            .delete_objects()
+            .bucket(&bucket)
+            .delete(delete)
+            .send()
+            .await
+            .map_err(|e| format!("DeleteObjects {bucket}: {e:?}"))?;
+        if let Some(err) = out.errors().first() {
+            return Err(format!("DeleteObjects {bucket}: {err:?}"));
+        }
+    }
+    s3.delete_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .map_err(|e| format!("DeleteBucket {bucket}: {e:?}"))?;
+    Ok(())
+}
+
+impl Drop for TestBucket {
+    fn drop(&mut self) {
+        let conf = self.client.config().clone();
+        let bucket = self.name.clone();
+        run_cleanup(format!("bucket {bucket}"), move || {
+            // A new client, so its connection pool lives in the cleanup runtime.
+            empty_and_delete_bucket(aws_sdk_s3::Client::from_conf(conf), bucket)
+        });
+    }
+}
+
+/// A DynamoDB table that exists for the life of the value; `Drop` deletes it.
+pub struct TestTable {
+    pub name: String,
+    client: aws_sdk_dynamodb::Client,
+}
+
+impl TestTable {
+    /// Creates an on-demand table with the given key schema and waits until it is ACTIVE.
+    pub async fn create(
+        ddb: &aws_sdk_dynamodb::Client,
+        prefix: &str,
+        pk: (&str, ScalarAttributeType),
+        sk: Option<(&str, ScalarAttributeType)>,
+    ) -> TestTable {
+        let name = unique_name(prefix);
+        let mut req = ddb
+            .create_table()
+            .table_name(&name)
+            .billing_mode(BillingMode::PayPerRequest);
+        let keys = std::iter::once((pk, KeyType::Hash)).chain(sk.map(|sk| (sk, KeyType::Range)));
+        for ((attr, ty), key_type) in keys {
+            req = req
+                .attribute_definitions(
+                    AttributeDefinition::builder()
+                        .attribute_name(attr)
+                        .attribute_type(ty)
+                        .build()
+                        .expect("attribute definition"),
+                )
+                .key_schema(
+                    KeySchemaElement::builder()
+                        .attribute_name(attr)
+                        .key_type(key_type)
+                        .build()
+                        .expect("key schema element"),
+                );
+        }
+        req.send()
+            .await
+            .unwrap_or_else(|e| panic!("CreateTable {name}: {e:?}"));
+        let table = TestTable {
+            name,
+            client: ddb.clone(),
+        };
+        table.wait_active().await;
+        table
+    }
+
+    async fn wait_active(&self) {
+        // moto creates tables ACTIVE at once; real DynamoDB takes seconds. Bounded poll.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let out = self
+                .client
+                .describe_table()
+                .table_name(&self.name)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("DescribeTable {}: {e:?}", self.name));
+            let status = out.table().and_then(|t| t.table_status()).cloned();
+            if status == Some(TableStatus::Active) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "table {} not ACTIVE after 120s (status {status:?})",
+                self.name
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn scan(&self) -> Vec<HashMap<String, AttributeValue>> {
+        scan_all(&self.client, &self.name).await
+    }
+}
+
+impl Drop for TestTable {
+    fn drop(&mut self) {
+        let conf = self.client.config().clone();
+        let table = self.name.clone();
+        run_cleanup(format!("table {table}"), move || async move {
+            aws_sdk_dynamodb::Client::from_conf(conf)
+                .delete_table()
+                .table_name(&table)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("DeleteTable {table}: {e:?}"))
+        });
+    }
+}
+
+/// Every item in `table` (follows `LastEvaluatedKey` across pages).
+pub async fn scan_all(
+    ddb: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> Vec<HashMap<String, AttributeValue>> {
+    let mut items = Vec::new();
+    let mut start_key = None;
+    loop {
+        let out = ddb
+            .scan()
+            .table_name(table)
+            .set_exclusive_start_key(start_key)
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("Scan {table}: {e:?}"));
+        items.extend(out.items.unwrap_or_default());
+        match out.last_evaluated_key {
+            Some(k) if !k.is_empty() => start_key = Some(k),
+            _ => return items,
+        }
+    }
+}
