@@ -99,7 +99,8 @@ struct Batch {
 }
 
 enum DecodeEnd {
-    Finished { compressed: u64 },
+    /// Every line was read and cut into batches, and the file's MD5 and item count matched.
+    Finished,
     Stopped,
 }
 
@@ -160,6 +161,7 @@ impl Engine {
             ))
         })?;
 
+        let info_size = info.size;
         let (chunk_tx, chunk_rx) = mpsc::channel(1);
         let parts = ranged_parts(
             self.objects.clone(),
@@ -199,6 +201,8 @@ impl Engine {
         let mut watermark = Watermark::new(start);
         let mut inflight = FuturesUnordered::new();
         let mut failure: Option<Error> = None;
+        // True once every batch the decoder cut has been sent: only then can the file be complete.
+        let mut drained = false;
         loop {
             tokio::select! {
                 biased;
@@ -208,8 +212,13 @@ impl Engine {
                         break;
                     }
                 }
+                // Asked to stop: send nothing more; batches already sent are awaited below.
+                _ = stop.cancelled() => break,
                 next = batch_rx.recv(), if inflight.len() < inflight_limit => {
-                    let Some(batch) = next else { break };
+                    let Some(batch) = next else {
+                        drained = true;
+                        break;
+                    };
                     if batch.barrier {
                         while let Some((seq, result)) = inflight.next().await {
                             if let Err(e) = self.acknowledge(&mut watermark, seq, result, progress, &f) {
@@ -237,18 +246,12 @@ impl Engine {
         if let Some(e) = failure {
             return Err(e);
         }
-        match decoded? {
-            DecodeEnd::Finished { compressed } => Ok(FileOutcome {
-                position: watermark.position(),
-                complete: true,
-                compressed_bytes: compressed,
-            }),
-            DecodeEnd::Stopped => Ok(FileOutcome {
-                position: watermark.position(),
-                complete: false,
-                compressed_bytes: 0,
-            }),
-        }
+        let complete = matches!(decoded?, DecodeEnd::Finished) && drained;
+        Ok(FileOutcome {
+            position: watermark.position(),
+            complete,
+            compressed_bytes: if complete { info_size } else { 0 },
+        })
     }
 
     fn acknowledge(
@@ -532,7 +535,7 @@ impl Decoder {
         }
 
         let reader = lines_in.into_inner().into_inner();
-        let (md5, compressed) = match reader.finish() {
+        let (md5, _) = match reader.finish() {
             Ok(done) => done,
             Err(e) => {
                 return Err(source_failure
@@ -562,7 +565,7 @@ impl Decoder {
                 return Ok(DecodeEnd::Stopped);
             }
         }
-        Ok(DecodeEnd::Finished { compressed })
+        Ok(DecodeEnd::Finished)
     }
 }
 
@@ -656,7 +659,14 @@ impl<T> Drop for AbortOnDrop<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::memory::MemoryObjects;
+    use crate::table::{KeyAttr, KeyType};
+    use crate::write::{AttemptError, AttemptOutcome};
     use aws_sdk_dynamodb::types::AttributeValue;
+    use futures::future::BoxFuture;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
 
     fn req(k: &str) -> WriteRequest {
         to_request(WriteOp::Delete(
@@ -670,6 +680,294 @@ mod tests {
             lines,
             ..Default::default()
         }
+    }
+
+    /// Records the partition keys it writes; completes calls in a shuffled order (random delays); from call
+    /// `fail_from` on it throttles forever, and so does any batch holding line `poison`, while later batches
+    /// still succeed; at call `stop_at` it cancels `stop`.
+    struct Recorder {
+        written: Mutex<Vec<String>>,
+        calls: AtomicUsize,
+        fail_from: usize,
+        poison: Option<String>,
+        stop_at: Option<(usize, CancellationToken)>,
+    }
+
+    impl Recorder {
+        fn new(fail_from: usize) -> Self {
+            Recorder {
+                written: Mutex::default(),
+                calls: AtomicUsize::new(0),
+                fail_from,
+                poison: None,
+                stop_at: None,
+            }
+        }
+    }
+
+    impl BatchWriter for Recorder {
+        fn write_batch<'a>(
+            &'a self,
+            _: &'a str,
+            requests: Vec<WriteRequest>,
+        ) -> BoxFuture<'a, std::result::Result<AttemptOutcome, AttemptError>> {
+            Box::pin(async move {
+                let call = self.calls.fetch_add(1, Ordering::SeqCst);
+                if let Some((at, stop)) = &self.stop_at {
+                    if call == *at {
+                        stop.cancel();
+                    }
+                }
+                tokio::time::sleep(Duration::from_micros(fastrand::u64(0..3000))).await;
+                let poisoned = requests.iter().any(|r| {
+                    Some(
+                        r.put_request().expect("puts only").item()["pk"]
+                            .as_s()
+                            .unwrap(),
+                    ) == self.poison.as_ref()
+                });
+                if call >= self.fail_from || poisoned {
+                    return Err(AttemptError::Throttled(
+                        "ProvisionedThroughputExceededException".into(),
+                    ));
+                }
+                let mut written = self.written.lock().unwrap();
+                for r in &requests {
+                    let item = r.put_request().expect("puts only").item();
+                    written.push(item["pk"].as_s().unwrap().clone());
+                }
+                Ok(AttemptOutcome::default())
+            })
+        }
+    }
+
+    const LINES: usize = 300;
+
+    fn line(i: usize) -> String {
+        format!(
+            r#"{{"Item":{{"pk":{{"S":"k{i}"}},"pad":{{"S":"{}"}}}}}}"#,
+            "x".repeat(i % 17)
+        )
+    }
+
+    /// Decompressed offset of the start of line `n` (1-based).
+    fn offset_of(n: usize) -> u64 {
+        (1..n).map(|i| line(i).len() as u64 + 1).sum()
+    }
+
+    fn setup(writer: Arc<dyn BatchWriter>) -> (Engine, DataFile) {
+        let text: String = (1..=LINES).map(|i| line(i) + "\n").collect();
+        let gz = crate::synth::gzip(text.as_bytes());
+        let file = DataFile {
+            key: "data/f.json.gz".into(),
+            item_count: LINES as u64,
+            md5: crate::synth::md5_base64(&gz),
+        };
+        let engine = Engine {
+            objects: Arc::new(MemoryObjects([(file.key.clone(), Bytes::from(gz))].into())),
+            writer: Some(writer),
+            table: "t".into(),
+            key: KeySchema {
+                attrs: vec![KeyAttr {
+                    name: "pk".into(),
+                    ty: KeyType::S,
+                }],
+            },
+            settings: Settings {
+                batch_size: 5,
+                part_size: 97,
+                read_ahead: 3,
+                inflight_batches: 4,
+                retry: RetryPolicy {
+                    max_attempts: 2,
+                    base: Duration::from_millis(1),
+                    cap: Duration::from_millis(2),
+                },
+            },
+            stats: Arc::default(),
+        };
+        (engine, file)
+    }
+
+    fn file_ref(file: &DataFile) -> FileRef<'_> {
+        FileRef {
+            export_id: "01-ab",
+            export_type: ExportType::Full,
+            bucket: "b",
+            file,
+        }
+    }
+
+    use bytes::Bytes;
+
+    fn written_lines(recorder: &Recorder) -> Vec<usize> {
+        let mut lines: Vec<usize> = recorder
+            .written
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|k| k[1..].parse().unwrap())
+            .collect();
+        lines.sort();
+        lines
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn whole_file_is_written_once_and_verified() {
+        let recorder = Arc::new(Recorder::new(usize::MAX));
+        let (engine, file) = setup(recorder.clone());
+        let (tx, rx) = watch::channel(FilePosition::default());
+        let out = engine
+            .process_file(
+                file_ref(&file),
+                FilePosition::default(),
+                &tx,
+                &CancellationToken::new(),
+            )
+            .await
+            .unwrap();
+        assert!(out.complete);
+        assert_eq!(
+            out.position,
+            FilePosition {
+                offset: offset_of(LINES + 1),
+                lines: LINES as u64,
+                puts: LINES as u64,
+                deletes: 0
+            }
+        );
+        assert_eq!(*rx.borrow(), out.position);
+        assert_eq!(written_lines(&recorder), (1..=LINES).collect::<Vec<_>>());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn exhausted_retries_leave_a_checkpoint_that_claims_only_written_lines() {
+        let cases = [
+            (0, None),
+            (7, None),
+            (41, None),
+            (usize::MAX, Some(3)),
+            (usize::MAX, Some(58)),
+            (usize::MAX, Some(151)),
+        ];
+        for (fail_from, poison) in cases {
+            let mut recorder = Recorder::new(fail_from);
+            recorder.poison = poison.map(|l: usize| format!("k{l}"));
+            let recorder = Arc::new(recorder);
+            let (engine, file) = setup(recorder.clone());
+            let (tx, rx) = watch::channel(FilePosition::default());
+            let err = engine
+                .process_file(
+                    file_ref(&file),
+                    FilePosition::default(),
+                    &tx,
+                    &CancellationToken::new(),
+                )
+                .await
+                .unwrap_err();
+            assert!(matches!(err, Error::WritesExhausted { .. }), "{err}");
+            assert!(
+                err.to_string()
+                    .contains("export 01-ab, file data/f.json.gz, line "),
+                "{err}"
+            );
+            let claimed = *rx.borrow();
+            let written = written_lines(&recorder);
+            assert!(claimed.lines as usize <= written.len());
+            assert!(
+                (1..=claimed.lines as usize).all(|l| written.binary_search(&l).is_ok()),
+                "claimed {claimed:?} but wrote {written:?}"
+            );
+            assert_eq!(claimed.offset, offset_of(claimed.lines as usize + 1));
+            assert_eq!(claimed.puts, claimed.lines);
+            if let Some(poison) = poison {
+                assert!(
+                    (claimed.lines as usize) < poison,
+                    "the watermark passed the unwritten line {poison}: {claimed:?}"
+                );
+                assert!(
+                    written.iter().any(|&l| l > poison),
+                    "later batches were written, out of order"
+                );
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn resuming_writes_only_what_follows_the_watermark() {
+        let recorder = Arc::new(Recorder::new(usize::MAX));
+        let (engine, file) = setup(recorder.clone());
+        let start = FilePosition {
+            offset: offset_of(101),
+            lines: 100,
+            puts: 100,
+            deletes: 0,
+        };
+        let (tx, _rx) = watch::channel(start);
+        let out = engine
+            .process_file(file_ref(&file), start, &tx, &CancellationToken::new())
+            .await
+            .unwrap();
+        assert!(out.complete);
+        assert_eq!(
+            out.position.puts, LINES as u64,
+            "counts continue from the checkpoint"
+        );
+        assert_eq!(written_lines(&recorder), (101..=LINES).collect::<Vec<_>>());
+
+        for bad in [
+            FilePosition {
+                offset: offset_of(101) + 1,
+                lines: 100,
+                puts: 100,
+                deletes: 0,
+            },
+            FilePosition {
+                offset: offset_of(101),
+                lines: 99,
+                puts: 99,
+                deletes: 0,
+            },
+            FilePosition {
+                offset: offset_of(LINES + 1) + 10,
+                lines: 400,
+                puts: 400,
+                deletes: 0,
+            },
+        ] {
+            let (tx, _rx) = watch::channel(bad);
+            let err = engine
+                .process_file(file_ref(&file), bad, &tx, &CancellationToken::new())
+                .await
+                .unwrap_err();
+            assert!(
+                err.to_string().contains("does not belong to this file"),
+                "{err}"
+            );
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stopping_waits_for_in_flight_batches_and_reports_partial() {
+        let stop = CancellationToken::new();
+        let mut recorder = Recorder::new(usize::MAX);
+        recorder.stop_at = Some((10, stop.clone()));
+        let recorder = Arc::new(recorder);
+        let (engine, file) = setup(recorder.clone());
+        let (tx, _rx) = watch::channel(FilePosition::default());
+        let out = engine
+            .process_file(file_ref(&file), FilePosition::default(), &tx, &stop)
+            .await
+            .unwrap();
+        assert!(!out.complete);
+        let written = written_lines(&recorder);
+        assert!(written.len() < LINES, "stopped early");
+        assert_eq!(
+            out.position.lines as usize,
+            written.len(),
+            "every batch sent was awaited and acknowledged"
+        );
+        assert_eq!(written, (1..=written.len()).collect::<Vec<_>>());
     }
 
     #[test]

@@ -146,7 +146,7 @@ where
             match (se.err().code(), se.err().message()) {
                 (Some(code), Some(msg)) => format!("{code}: {msg} (HTTP {status})"),
                 (Some(code), None) => format!("{code} (HTTP {status})"),
-                _ => format!("HTTP {status}"),
+                _ => format!("{} (HTTP {status})", se.err()),
             }
         }
         other => aws_smithy_types::error::display::DisplayErrorContext(other).to_string(),

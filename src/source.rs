@@ -239,20 +239,27 @@ impl Read for HashingReader {
     }
 }
 
+/// In-memory objects for unit tests of the streaming path.
 #[cfg(test)]
-mod tests {
+pub(crate) mod memory {
     use super::*;
+    use std::collections::HashMap;
 
-    struct Memory(Bytes);
+    #[derive(Default)]
+    pub(crate) struct MemoryObjects(pub HashMap<String, Bytes>);
 
-    impl ObjectReader for Memory {
-        fn get<'a>(&'a self, _: &'a str, _: &'a str) -> BoxFuture<'a, Result<Option<Bytes>>> {
-            Box::pin(async move { Ok(Some(self.0.clone())) })
+    impl ObjectReader for MemoryObjects {
+        fn get<'a>(&'a self, _: &'a str, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>>> {
+            Box::pin(async move { Ok(self.0.get(key).cloned()) })
         }
-        fn head<'a>(&'a self, _: &'a str, _: &'a str) -> BoxFuture<'a, Result<Option<ObjectInfo>>> {
+        fn head<'a>(
+            &'a self,
+            _: &'a str,
+            key: &'a str,
+        ) -> BoxFuture<'a, Result<Option<ObjectInfo>>> {
             Box::pin(async move {
-                Ok(Some(ObjectInfo {
-                    size: self.0.len() as u64,
+                Ok(self.0.get(key).map(|b| ObjectInfo {
+                    size: b.len() as u64,
                     etag: None,
                 }))
             })
@@ -260,13 +267,19 @@ mod tests {
         fn get_range<'a>(
             &'a self,
             _: &'a str,
-            _: &'a str,
+            key: &'a str,
             r: Range<u64>,
             _: Option<&'a str>,
         ) -> BoxFuture<'a, Result<Bytes>> {
-            Box::pin(async move { Ok(self.0.slice(r.start as usize..r.end as usize)) })
+            Box::pin(async move { Ok(self.0[key].slice(r.start as usize..r.end as usize)) })
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::memory::MemoryObjects;
+    use super::*;
 
     #[tokio::test]
     async fn parts_reassemble_in_order_and_hash() {
@@ -274,7 +287,8 @@ mod tests {
             .map(|i| (i % 251) as u8)
             .collect::<Vec<_>>()
             .into();
-        let reader: Arc<dyn ObjectReader> = Arc::new(Memory(data.clone()));
+        let reader: Arc<dyn ObjectReader> =
+            Arc::new(MemoryObjects([("k".to_string(), data.clone())].into()));
         let info = reader.head("b", "k").await.unwrap().unwrap();
         let parts: Vec<Bytes> = ranged_parts(reader, "b".into(), "k".into(), info, 1000, 3)
             .map(|p| p.unwrap())

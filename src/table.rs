@@ -251,6 +251,82 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn describe_requires_an_active_table() {
+        use aws_sdk_dynamodb::Client;
+        use aws_sdk_dynamodb::operation::describe_table::{
+            DescribeTableError, DescribeTableOutput,
+        };
+        use aws_sdk_dynamodb::types::error::ResourceNotFoundException;
+        use aws_sdk_dynamodb::types::{AttributeDefinition, KeySchemaElement, TableDescription};
+        use aws_smithy_mocks::{RuleMode, mock, mock_client};
+
+        let table = |status: TableStatus| {
+            TableDescription::builder()
+                .table_status(status)
+                .key_schema(
+                    KeySchemaElement::builder()
+                        .attribute_name("sk")
+                        .key_type(DdbKeyType::Range)
+                        .build()
+                        .unwrap(),
+                )
+                .key_schema(
+                    KeySchemaElement::builder()
+                        .attribute_name("pk")
+                        .key_type(DdbKeyType::Hash)
+                        .build()
+                        .unwrap(),
+                )
+                .attribute_definitions(
+                    AttributeDefinition::builder()
+                        .attribute_name("pk")
+                        .attribute_type(ScalarAttributeType::S)
+                        .build()
+                        .unwrap(),
+                )
+                .attribute_definitions(
+                    AttributeDefinition::builder()
+                        .attribute_name("sk")
+                        .attribute_type(ScalarAttributeType::N)
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+        };
+        let missing = mock!(Client::describe_table).then_error(|| {
+            DescribeTableError::ResourceNotFoundException(
+                ResourceNotFoundException::builder().build(),
+            )
+        });
+        let creating = mock!(Client::describe_table).then_output(move || {
+            DescribeTableOutput::builder()
+                .table(table(TableStatus::Creating))
+                .build()
+        });
+        let active = mock!(Client::describe_table).then_output(move || {
+            DescribeTableOutput::builder()
+                .table(table(TableStatus::Active))
+                .build()
+        });
+        let client = mock_client!(
+            aws_sdk_dynamodb,
+            RuleMode::Sequential,
+            &[&missing, &creating, &active]
+        );
+
+        let e = describe(&client, "t").await.unwrap_err().to_string();
+        assert!(e.contains("table t: does not exist"), "{e}");
+        let e = describe(&client, "t").await.unwrap_err().to_string();
+        assert!(e.contains("is CREATING, not ACTIVE"), "{e}");
+        let info = describe(&client, "t").await.unwrap();
+        assert_eq!(
+            info.key,
+            schema(),
+            "HASH first, whatever order DescribeTable lists them in"
+        );
+    }
+
     #[test]
     fn key_hashes_separate_fields() {
         let s = schema();

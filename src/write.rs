@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::batch_write_item::BatchWriteItemError;
 use aws_sdk_dynamodb::types::{DeleteRequest, PutRequest, ReturnConsumedCapacity, WriteRequest};
 use aws_smithy_runtime_api::http::Response as HttpResponse;
 use futures::future::BoxFuture;
@@ -112,17 +113,20 @@ impl BatchWriter for DynamoWriter {
     }
 }
 
-fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
-    err: &SdkError<E, HttpResponse>,
-) -> AttemptError {
+fn classify(err: &SdkError<BatchWriteItemError, HttpResponse>) -> AttemptError {
     let text = crate::error::describe_sdk_error(err);
     if let SdkError::ServiceError(se) = err {
-        if se
-            .err()
-            .code()
-            .is_some_and(|c| THROTTLING_CODES.contains(&c))
+        let e = se.err();
+        if e.is_provisioned_throughput_exceeded_exception()
+            || e.is_request_limit_exceeded()
+            || e.is_throttling_exception()
+            || e.code().is_some_and(|c| THROTTLING_CODES.contains(&c))
         {
             return AttemptError::Throttled(text);
+        }
+        // A conflicting write in another region of a global table: retrying is the documented remedy.
+        if e.is_internal_server_error() || e.is_replicated_write_conflict_exception() {
+            return AttemptError::Transient(text);
         }
     }
     if is_transient_sdk_error(err) {
@@ -436,6 +440,81 @@ mod tests {
             matches!(err, WriteFailure::Rejected { first_attempt: true, ref pending, .. } if pending.len() == 2)
         );
         assert_eq!(w.seen.lock().unwrap().len(), 1);
+    }
+
+    /// The SDK adapter, with responses stubbed by aws-smithy-mocks: moto never throttles and never leaves
+    /// items unprocessed, so this is where the classification of real DynamoDB answers is checked.
+    mod sdk {
+        use super::*;
+        use aws_sdk_dynamodb::Client;
+        use aws_sdk_dynamodb::operation::batch_write_item::BatchWriteItemOutput;
+        use aws_sdk_dynamodb::types::ConsumedCapacity;
+        use aws_sdk_dynamodb::types::error::ProvisionedThroughputExceededException;
+        use aws_smithy_mocks::{RuleMode, mock, mock_client};
+        use aws_smithy_runtime_api::http::StatusCode;
+        use aws_smithy_types::body::SdkBody;
+
+        fn response(status: u16, body: &'static str) -> HttpResponse {
+            HttpResponse::new(StatusCode::try_from(status).unwrap(), SdkBody::from(body))
+        }
+
+        #[tokio::test]
+        async fn answers_are_classified() {
+            let throttled = mock!(Client::batch_write_item).then_error(|| {
+                BatchWriteItemError::ProvisionedThroughputExceededException(
+                    ProvisionedThroughputExceededException::builder()
+                        .message("slow down")
+                        .build(),
+                )
+            });
+            let server_error =
+                mock!(Client::batch_write_item).then_http_response(|| response(500, "{}"));
+            let invalid = mock!(Client::batch_write_item).then_http_response(|| {
+                response(400, r#"{"__type":"com.amazon.coral.validate#ValidationException","message":"Item size has exceeded the maximum allowed size"}"#)
+            });
+            let partial = mock!(Client::batch_write_item).then_output(|| {
+                BatchWriteItemOutput::builder()
+                    .unprocessed_items("t", requests(3))
+                    .consumed_capacity(
+                        ConsumedCapacity::builder()
+                            .table_name("t")
+                            .capacity_units(22.0)
+                            .build(),
+                    )
+                    .build()
+            });
+            let client = mock_client!(
+                aws_sdk_dynamodb,
+                RuleMode::Sequential,
+                &[&throttled, &server_error, &invalid, &partial]
+            );
+            let writer = DynamoWriter::new(&client);
+
+            let e = writer.write_batch("t", requests(25)).await.unwrap_err();
+            assert!(
+                matches!(&e, AttemptError::Throttled(m) if m.contains("slow down")),
+                "{e:?}"
+            );
+            let e = writer.write_batch("t", requests(25)).await.unwrap_err();
+            assert!(
+                matches!(&e, AttemptError::Transient(m) if m.contains("500")),
+                "{e:?}"
+            );
+            let e = writer.write_batch("t", requests(25)).await.unwrap_err();
+            assert!(
+                matches!(&e, AttemptError::Rejected(m) if m.contains("ValidationException: Item size")),
+                "{e:?}"
+            );
+            let out = writer.write_batch("t", requests(25)).await.unwrap();
+            assert_eq!(out.unprocessed.len(), 3);
+            assert_eq!(out.consumed_wcu, 22.0);
+            assert_eq!(
+                partial.num_calls(),
+                1,
+                "each answer was served once: the SDK's own retries are off"
+            );
+            assert_eq!(server_error.num_calls(), 1);
+        }
     }
 
     #[test]

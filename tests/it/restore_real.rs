@@ -166,3 +166,22 @@ async fn dry_run_reads_everything_and_makes_no_write_call() {
     assert!(table.scan().await.is_empty());
     assert!(!checkpoint.exists(), "a dry run writes no checkpoint");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_table_is_reported_before_any_write() {
+    let aws = cli::aws().await;
+    let (bucket, _table) = cli::real_export_setup(&aws).await;
+    let missing = crate::support::unique_name("missing");
+    let run = cli::restore(&aws, &missing, &cli::export_args(&bucket, [REAL_FULL])).await;
+    assert_eq!(run.code, Some(1));
+    assert!(
+        run.errors()
+            .contains(&format!("table {missing}: does not exist")),
+        "{}",
+        run.errors()
+    );
+    assert!(
+        run.report.get("resume_hint").is_none(),
+        "nothing was written, so there is nothing to resume"
+    );
+}
