@@ -800,6 +800,19 @@ mod tests {
 
     use bytes::Bytes;
 
+    /// Runs `process_file` from `start`; returns its result and the last position it published.
+    async fn run(
+        engine: &Engine,
+        file: &DataFile,
+        start: FilePosition,
+        stop: &CancellationToken,
+    ) -> (Result<FileOutcome>, FilePosition) {
+        let (tx, rx) = watch::channel(start);
+        let result = engine.process_file(file_ref(file), start, &tx, stop).await;
+        let published = *rx.borrow();
+        (result, published)
+    }
+
     fn written_lines(recorder: &Recorder) -> Vec<usize> {
         let mut lines: Vec<usize> = recorder
             .written
@@ -816,16 +829,14 @@ mod tests {
     async fn whole_file_is_written_once_and_verified() {
         let recorder = Arc::new(Recorder::new(usize::MAX));
         let (engine, file) = setup(recorder.clone());
-        let (tx, rx) = watch::channel(FilePosition::default());
-        let out = engine
-            .process_file(
-                file_ref(&file),
-                FilePosition::default(),
-                &tx,
-                &CancellationToken::new(),
-            )
-            .await
-            .unwrap();
+        let (out, published) = run(
+            &engine,
+            &file,
+            FilePosition::default(),
+            &CancellationToken::new(),
+        )
+        .await;
+        let out = out.unwrap();
         assert!(out.complete);
         assert_eq!(
             out.position,
@@ -836,7 +847,7 @@ mod tests {
                 deletes: 0
             }
         );
-        assert_eq!(*rx.borrow(), out.position);
+        assert_eq!(published, out.position);
         assert_eq!(written_lines(&recorder), (1..=LINES).collect::<Vec<_>>());
     }
 
@@ -855,23 +866,20 @@ mod tests {
             recorder.poison = poison.map(|l: usize| format!("k{l}"));
             let recorder = Arc::new(recorder);
             let (engine, file) = setup(recorder.clone());
-            let (tx, rx) = watch::channel(FilePosition::default());
-            let err = engine
-                .process_file(
-                    file_ref(&file),
-                    FilePosition::default(),
-                    &tx,
-                    &CancellationToken::new(),
-                )
-                .await
-                .unwrap_err();
+            let (result, claimed) = run(
+                &engine,
+                &file,
+                FilePosition::default(),
+                &CancellationToken::new(),
+            )
+            .await;
+            let err = result.unwrap_err();
             assert!(matches!(err, Error::WritesExhausted { .. }), "{err}");
             assert!(
                 err.to_string()
                     .contains("export 01-ab, file data/f.json.gz, line "),
                 "{err}"
             );
-            let claimed = *rx.borrow();
             let written = written_lines(&recorder);
             assert!(claimed.lines as usize <= written.len());
             assert!(
@@ -903,10 +911,9 @@ mod tests {
             puts: 100,
             deletes: 0,
         };
-        let (tx, _rx) = watch::channel(start);
-        let out = engine
-            .process_file(file_ref(&file), start, &tx, &CancellationToken::new())
+        let out = run(&engine, &file, start, &CancellationToken::new())
             .await
+            .0
             .unwrap();
         assert!(out.complete);
         assert_eq!(
@@ -935,10 +942,9 @@ mod tests {
                 deletes: 0,
             },
         ] {
-            let (tx, _rx) = watch::channel(bad);
-            let err = engine
-                .process_file(file_ref(&file), bad, &tx, &CancellationToken::new())
+            let err = run(&engine, &file, bad, &CancellationToken::new())
                 .await
+                .0
                 .unwrap_err();
             assert!(
                 err.to_string().contains("does not belong to this file"),
@@ -954,10 +960,9 @@ mod tests {
         recorder.stop_at = Some((10, stop.clone()));
         let recorder = Arc::new(recorder);
         let (engine, file) = setup(recorder.clone());
-        let (tx, _rx) = watch::channel(FilePosition::default());
-        let out = engine
-            .process_file(file_ref(&file), FilePosition::default(), &tx, &stop)
+        let out = run(&engine, &file, FilePosition::default(), &stop)
             .await
+            .0
             .unwrap();
         assert!(!out.complete);
         let written = written_lines(&recorder);

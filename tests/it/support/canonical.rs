@@ -272,76 +272,10 @@ fn canon_av(v: &AttributeValue) -> String {
 
 // ---- DynamoDB-JSON side ----
 
+/// A JSON line is parsed into SDK values and canonicalised by the same code as items read back from a
+/// table, so the two sides can only differ in what they hold.
 fn canon_item_line(line: &str) -> CanonItem {
-    let v: Value =
-        serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {}", truncate(line)));
-    let Value::Object(map) = v else {
-        panic!("a DynamoDB-JSON item must be an object: {}", truncate(line))
-    };
-    map.iter()
-        .map(|(k, v)| (k.clone(), canon_json_av(v)))
-        .collect()
-}
-
-fn canon_json_av(v: &Value) -> String {
-    let bad = || -> ! {
-        panic!(
-            "not a DynamoDB-JSON attribute value: {}",
-            truncate(&v.to_string())
-        )
-    };
-    let Some((ty, inner)) = v
-        .as_object()
-        .filter(|m| m.len() == 1)
-        .and_then(|m| m.iter().next())
-    else {
-        bad()
-    };
-    let str_of = |x: &Value| -> String {
-        match x {
-            Value::String(s) => s.clone(),
-            Value::Number(n) if ty.starts_with('N') => n.to_string(),
-            _ => bad(),
-        }
-    };
-    let arr = || inner.as_array().unwrap_or_else(|| bad());
-    let bytes = |x: &Value| -> String {
-        let s = str_of(x);
-        let raw = B64
-            .decode(&s)
-            .unwrap_or_else(|e| panic!("B/BS value {s:?} is not standard base64: {e}"));
-        B64.encode(raw)
-    };
-    match ty.as_str() {
-        "S" => typed("S", json_str(&str_of(inner))),
-        "N" => typed("N", json_str(&number(&str_of(inner)))),
-        "B" => typed("B", json_str(&bytes(inner))),
-        "BOOL" => typed("BOOL", inner.as_bool().unwrap_or_else(|| bad()).to_string()),
-        "NULL" => typed("NULL", inner.as_bool().unwrap_or_else(|| bad()).to_string()),
-        "SS" => typed("SS", set(arr().iter().map(str_of))),
-        "NS" => typed("NS", set(arr().iter().map(|x| number(&str_of(x))))),
-        "BS" => typed("BS", set(arr().iter().map(bytes))),
-        "L" => typed(
-            "L",
-            format!(
-                "[{}]",
-                arr()
-                    .iter()
-                    .map(canon_json_av)
-                    .collect::<Vec<_>>()
-                    .join(",")
-            ),
-        ),
-        "M" => {
-            let m = inner.as_object().unwrap_or_else(|| bad());
-            let item: CanonItem = m
-                .iter()
-                .map(|(k, v)| (k.clone(), canon_json_av(v)))
-                .collect();
-            typed("M", render_item(&item))
-        }
-        _ => bad(),
-    }
+    canon_item_av(&item_from_json_line(line))
 }
 
 /// Parses one DynamoDB-JSON item into SDK values (for seeding tables from `.jsonl` fixtures).
