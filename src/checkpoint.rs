@@ -72,6 +72,12 @@ impl Watermark {
         self.position
     }
 
+    /// Batches from the oldest unacknowledged one to the newest registered: the span a repeated key must
+    /// be looked for in.
+    pub fn span(&self) -> usize {
+        self.batches.len()
+    }
+
     pub fn in_flight(&self) -> usize {
         self.batches.iter().filter(|(_, done)| !done).count()
     }

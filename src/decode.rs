@@ -344,6 +344,28 @@ fn truncate(s: &str, max: usize) -> &str {
     }
 }
 
+/// The same text for numerically equal numbers (`1`, `1.0`, `10E-1`, `-0` and `0`...): DynamoDB compares
+/// number keys by value. Assumes [`validate_number`] passed.
+pub fn normalize_number(s: &str) -> String {
+    let (mantissa, exp) = match s.find(['e', 'E']) {
+        Some(i) => (&s[..i], s[i + 1..].parse::<i64>().unwrap_or(0)),
+        None => (s, 0),
+    };
+    let negative = mantissa.starts_with('-');
+    let unsigned = mantissa.trim_start_matches(['-', '+']);
+    let (int_part, frac_part) = unsigned.split_once('.').unwrap_or((unsigned, ""));
+    let digits: String = int_part.chars().chain(frac_part.chars()).collect();
+    let Some(first) = digits.find(|c| c != '0') else {
+        return "0".into();
+    };
+    let significant = digits[first..].trim_end_matches('0');
+    let magnitude = int_part.len() as i64 - first as i64 - 1 + exp;
+    format!(
+        "{}{significant}e{magnitude}",
+        if negative { "-" } else { "" }
+    )
+}
+
 /// DynamoDB numbers: up to 38 significant digits; magnitude between 1E-130 and
 /// 9.9999999999999999999999999999999999999E+125, or zero.
 pub fn validate_number(s: &str) -> Result<(), String> {
@@ -498,6 +520,19 @@ mod tests {
         assert!(err.contains("no \"Keys\""), "{err}");
         let err = decode_line(br#"{"Item":{"pk":{"X":"1"}}}"#, ExportType::Full).unwrap_err();
         assert!(err.contains("(column "), "{err}");
+    }
+
+    #[test]
+    fn equal_numbers_normalize_equal() {
+        let n = normalize_number;
+        assert_eq!(n("1"), n("1.0"));
+        assert_eq!(n("1"), n("10E-1"));
+        assert_eq!(n("1"), n("0.1e1"));
+        assert_eq!(n("-0"), n("0.000"));
+        assert_eq!(n("-12.50"), n("-1.25E+1"));
+        assert_ne!(n("1"), n("-1"));
+        assert_ne!(n("1"), n("10"));
+        assert_ne!(n("12"), n("1.2"));
     }
 
     #[test]

@@ -9,8 +9,8 @@
 //! 3. this task, which keeps up to `inflight_batches` BatchWriteItem calls in flight and advances the
 //!    file's low-watermark as they are acknowledged.
 //!
-//! Memory is bounded by `read_ahead × part_size + (2 × inflight_batches + 1) × batch` per file, whatever
-//! the file size.
+//! Memory is bounded by `read_ahead × part_size + (2 × inflight_batches + 1) × batch` per file, plus one
+//! line of at most [`MAX_LINE_BYTES`], whatever the file size.
 
 use std::collections::{HashSet, VecDeque};
 use std::io::BufRead;
@@ -35,6 +35,10 @@ use crate::write::{BatchWriter, RetryPolicy, WriteFailure, WriteStats, to_reques
 pub const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024 - 64 * 1024;
 /// BatchWriteItem's limit on requests per call.
 pub const MAX_BATCH_SIZE: usize = 25;
+/// Longest line accepted. An item is at most 400 KB; its JSON (base64 binaries, escaped strings) with both
+/// images of an incremental record stays far below this. Anything longer is not export data, and reading it
+/// whole would make memory depend on the input.
+pub const MAX_LINE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Tuning knobs shared by every file of a restore.
 #[derive(Debug, Clone)]
@@ -171,7 +175,7 @@ impl Engine {
             self.settings.part_size,
             self.settings.read_ahead,
         );
-        let _fetcher = AbortOnDrop(tokio::spawn(async move {
+        let fetcher = AbortOnDrop(tokio::spawn(async move {
             pin_mut!(parts);
             while let Some(part) = parts.next().await {
                 let failed = part.is_err();
@@ -182,6 +186,10 @@ impl Engine {
         }));
 
         let inflight_limit = self.settings.inflight_batches.max(1);
+        // A batch is sent only while fewer than `span_limit` batches separate it from the oldest
+        // unacknowledged one, and the decoder remembers the keys of the last `span_limit` batches it cut, so
+        // a key written again is always seen while its earlier write may still be pending (see `Batcher`).
+        let span_limit = 2 * inflight_limit + 1;
         let (batch_tx, mut batch_rx) = mpsc::channel::<Batch>(inflight_limit);
         let decoder = Decoder {
             export_id: f.export_id.to_owned(),
@@ -189,7 +197,7 @@ impl Engine {
             export_type: f.export_type,
             key: self.key.clone(),
             batch_size: self.settings.batch_size.clamp(1, MAX_BATCH_SIZE),
-            recent_batches: 2 * inflight_limit + 1,
+            recent_batches: span_limit,
             start,
             stop: stop.clone(),
             line_limit,
@@ -214,7 +222,7 @@ impl Engine {
                 }
                 // Asked to stop: send nothing more; batches already sent are awaited below.
                 _ = stop.cancelled() => break,
-                next = batch_rx.recv(), if inflight.len() < inflight_limit => {
+                next = batch_rx.recv(), if inflight.len() < inflight_limit && watermark.span() < span_limit => {
                     let Some(batch) = next else {
                         drained = true;
                         break;
@@ -225,7 +233,7 @@ impl Engine {
                                 failure.get_or_insert(e);
                             }
                         }
-                        if failure.is_some() {
+                        if failure.is_some() || stop.is_cancelled() {
                             break;
                         }
                     }
@@ -235,8 +243,12 @@ impl Engine {
             }
         }
         // Stop the decoder (if it is still running) and let the batches already sent finish, so the
-        // published position covers everything DynamoDB acknowledged.
+        // published position covers everything DynamoDB acknowledged. Cancelling the fetch unblocks a decoder
+        // waiting for a slow GET; what it then reports is moot, the file is not complete.
         drop(batch_rx);
+        if !drained {
+            drop(fetcher);
+        }
         while let Some((seq, result)) = inflight.next().await {
             if let Err(e) = self.acknowledge(&mut watermark, seq, result, progress, &f) {
                 failure.get_or_insert(e);
@@ -246,7 +258,11 @@ impl Engine {
         if let Some(e) = failure {
             return Err(e);
         }
-        let complete = matches!(decoded?, DecodeEnd::Finished) && drained;
+        let complete = match decoded {
+            Ok(end) => matches!(end, DecodeEnd::Finished) && drained,
+            Err(e) if drained || !stop.is_cancelled() => return Err(e),
+            Err(_) => false,
+        };
         Ok(FileOutcome {
             position: watermark.position(),
             complete,
@@ -302,7 +318,7 @@ impl Engine {
             WriteFailure::Rejected {
                 message,
                 pending,
-                first_attempt,
+                original,
             } => {
                 if !message.contains("ValidationException") {
                     return Err(BatchError::Rejected {
@@ -310,8 +326,8 @@ impl Engine {
                         message,
                     });
                 }
-                if !first_attempt || pending.len() == 1 {
-                    let line = (pending.len() == 1 && first_attempt).then_some(first_line);
+                if !original || pending.len() == 1 {
+                    let line = (pending.len() == 1 && original).then_some(first_line);
                     return Err(BatchError::Rejected { line, message });
                 }
                 // Find the request DynamoDB refuses by sending each alone; writes are idempotent.
@@ -455,7 +471,9 @@ impl Decoder {
                 return Ok(DecodeEnd::Stopped);
             }
             buf.clear();
-            let n = match lines_in.read_until(b'\n', &mut buf) {
+            let n = match std::io::Read::take(&mut lines_in, MAX_LINE_BYTES + 1)
+                .read_until(b'\n', &mut buf)
+            {
                 Ok(n) => n,
                 Err(e) => {
                     if let Some(source) = source_failure.lock().expect("failure slot").take() {
@@ -474,6 +492,15 @@ impl Decoder {
             };
             if n == 0 {
                 break;
+            }
+            if n as u64 > MAX_LINE_BYTES {
+                return Err(self.data_error(
+                    line_no + 1,
+                    offset,
+                    format!(
+                        "line longer than {MAX_LINE_BYTES} bytes; this is not DynamoDB export data"
+                    ),
+                ));
             }
             let line_start = offset;
             offset += n as u64;
@@ -525,6 +552,13 @@ impl Decoder {
                     return Ok(DecodeEnd::Stopped);
                 }
             }
+        }
+        if offset == self.start.offset && line_no != self.start.lines {
+            return Err(self.integrity_error(format!(
+                "the checkpoint says {} lines precede offset {} but the file has {line_no}: the checkpoint does \
+                 not belong to this file's content",
+                self.start.lines, self.start.offset
+            )));
         }
         if offset < self.start.offset {
             return Err(self.integrity_error(format!(
@@ -756,11 +790,15 @@ mod tests {
     }
 
     fn setup(writer: Arc<dyn BatchWriter>) -> (Engine, DataFile) {
-        let text: String = (1..=LINES).map(|i| line(i) + "\n").collect();
+        setup_lines((1..=LINES).map(line).collect(), writer)
+    }
+
+    fn setup_lines(lines: Vec<String>, writer: Arc<dyn BatchWriter>) -> (Engine, DataFile) {
+        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
         let gz = crate::synth::gzip(text.as_bytes());
         let file = DataFile {
             key: "data/f.json.gz".into(),
-            item_count: LINES as u64,
+            item_count: lines.len() as u64,
             md5: crate::synth::md5_base64(&gz),
         };
         let engine = Engine {
@@ -973,6 +1011,94 @@ mod tests {
             "every batch sent was awaited and acknowledged"
         );
         assert_eq!(written, (1..=written.len()).collect::<Vec<_>>());
+    }
+
+    /// Keeps the last value written per key; the first call holding `slow_key` takes long, so later
+    /// batches overtake it.
+    struct LastWriteWins {
+        table: Mutex<std::collections::HashMap<String, String>>,
+        slow_key: String,
+        delayed: std::sync::atomic::AtomicBool,
+    }
+
+    impl BatchWriter for LastWriteWins {
+        fn write_batch<'a>(
+            &'a self,
+            _: &'a str,
+            requests: Vec<WriteRequest>,
+        ) -> BoxFuture<'a, std::result::Result<AttemptOutcome, AttemptError>> {
+            Box::pin(async move {
+                let item = |r: &WriteRequest| r.put_request().expect("puts only").item().clone();
+                if requests
+                    .iter()
+                    .any(|r| item(r)["pk"].as_s().unwrap() == &self.slow_key)
+                    && !self.delayed.swap(true, Ordering::SeqCst)
+                {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+                let mut table = self.table.lock().unwrap();
+                for r in &requests {
+                    let item = item(r);
+                    table.insert(
+                        item["pk"].as_s().unwrap().clone(),
+                        item["pad"].as_s().unwrap().clone(),
+                    );
+                }
+                Ok(AttemptOutcome::default())
+            })
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_key_written_twice_far_apart_ends_with_the_later_image() {
+        let mut lines: Vec<String> = (1..=LINES).map(line).collect();
+        lines[0] = r#"{"Item":{"pk":{"S":"k1"},"pad":{"S":"old"}}}"#.into();
+        lines[LINES - 1] = r#"{"Item":{"pk":{"S":"k1"},"pad":{"S":"new"}}}"#.into();
+        let writer = Arc::new(LastWriteWins {
+            table: Mutex::default(),
+            slow_key: "k1".into(),
+            delayed: Default::default(),
+        });
+        let (engine, file) = setup_lines(lines, writer.clone());
+        let out = run(
+            &engine,
+            &file,
+            FilePosition::default(),
+            &CancellationToken::new(),
+        )
+        .await
+        .0
+        .unwrap();
+        assert!(out.complete);
+        assert_eq!(
+            writer.table.lock().unwrap()["k1"],
+            "new",
+            "the older image overwrote the newer one"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_endless_line_is_refused_without_reading_it_whole() {
+        let recorder = Arc::new(Recorder::new(usize::MAX));
+        let long = format!(
+            r#"{{"Item":{{"pk":{{"S":"k"}},"pad":{{"S":"{}"}}}}}}"#,
+            "x".repeat(MAX_LINE_BYTES as usize + 10)
+        );
+        let (engine, file) = setup_lines(vec![line(1), long], recorder);
+        let err = run(
+            &engine,
+            &file,
+            FilePosition::default(),
+            &CancellationToken::new(),
+        )
+        .await
+        .0
+        .unwrap_err();
+        let want = format!("line 2 (byte offset {})", offset_of(2));
+        assert!(
+            err.to_string().contains(&want) && err.to_string().contains("line longer than"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -59,12 +59,13 @@ impl ExportUri {
         format!("{}{EXPORT_DIR}{}/{name}", self.root, self.export_id)
     }
 
-    /// Re-roots a key written by DynamoDB (`<s3Prefix>/AWSDynamoDB/...`) onto this URI's root.
+    /// Re-roots a key written by DynamoDB (`<s3Prefix>/AWSDynamoDB/...`) onto this URI's root. The last
+    /// `AWSDynamoDB/` folder counts, so a prefix that itself contains one still resolves.
     pub fn resolve(&self, key_from_manifest: &str) -> Option<String> {
-        let idx = if key_from_manifest.starts_with(EXPORT_DIR) {
-            0
-        } else {
-            key_from_manifest.find(&format!("/{EXPORT_DIR}"))? + 1
+        let idx = match key_from_manifest.rfind(&format!("/{EXPORT_DIR}")) {
+            Some(i) => i + 1,
+            None if key_from_manifest.starts_with(EXPORT_DIR) => 0,
+            None => return None,
         };
         Some(format!("{}{}", self.root, &key_from_manifest[idx..]))
     }
@@ -202,6 +203,11 @@ mod tests {
             Some("restore-src/AWSDynamoDB/01-ab/data/x.json.gz")
         );
         assert_eq!(p.resolve("elsewhere/x.json.gz"), None);
+        assert_eq!(
+            p.resolve("old/AWSDynamoDB/copies/AWSDynamoDB/data/x.json.gz")
+                .as_deref(),
+            Some("restore-src/AWSDynamoDB/data/x.json.gz")
+        );
     }
 
     #[test]

@@ -118,7 +118,7 @@ struct RestoreArgs {
     #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u32).range(1..), help_heading = "Tuning")]
     max_attempts: u32,
     /// How often the checkpoint is saved while running.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, help_heading = "Tuning")]
+    #[arg(long, default_value = "10s", value_parser = parse_interval, help_heading = "Tuning")]
     checkpoint_interval: Duration,
     /// Lines of each export decoded and key-checked before the first write.
     #[arg(long, default_value_t = 20, help_heading = "Tuning")]
@@ -146,6 +146,14 @@ fn parse_size(s: &str) -> Result<u64, String> {
     n.checked_mul(mult)
         .filter(|&v| v > 0)
         .ok_or_else(|| format!("{s:?} is out of range"))
+}
+
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d < Duration::from_millis(10) {
+        return Err("must be at least 10ms".into());
+    }
+    Ok(d)
 }
 
 /// Exit statuses: 0 success, 1 failure, 2 bad usage (clap), 130 interrupted.
@@ -308,5 +316,7 @@ mod tests {
         assert_eq!(parse_size("100"), Ok(100));
         assert!(parse_size("0").is_err());
         assert!(parse_size("1TB").is_err());
+        assert!(parse_interval("0s").is_err());
+        assert_eq!(parse_interval("50ms"), Ok(Duration::from_millis(50)));
     }
 }

@@ -11,6 +11,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use futures::stream::FuturesUnordered;
 use futures::{StreamExt, stream};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -109,6 +110,10 @@ pub async fn run(
     let mut outcome = Outcome { report, error };
     if let Some(uri) = &opts.report {
         if let Err(e) = upload_report(&clients.s3, uri, &outcome.report).await {
+            // A report the user asked to keep in S3 is part of the job: without it the run did not succeed.
+            if outcome.report.status == RunStatus::Succeeded {
+                outcome.report.status = RunStatus::Failed;
+            }
             outcome.report.errors.push(ErrorReport {
                 error_type: e.error_type().into(),
                 message: format!("the report could not be uploaded: {e}"),
@@ -220,6 +225,7 @@ struct Run<'a> {
     /// Where each file of this run started, to count this run's items.
     initial: Checkpoint,
     last_saved: Mutex<Option<Checkpoint>>,
+    saving: tokio::sync::Mutex<()>,
     errors: Mutex<Vec<Error>>,
     stop: CancellationToken,
     progress: Progress,
@@ -273,6 +279,7 @@ impl<'a> Run<'a> {
             store,
             initial: checkpoint.clone(),
             last_saved: Mutex::new(Some(checkpoint.clone())),
+            saving: tokio::sync::Mutex::new(()),
             checkpoint: Mutex::new(checkpoint),
             exports,
             active: Mutex::default(),
@@ -288,10 +295,13 @@ impl<'a> Run<'a> {
         &self,
         shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
     ) -> Result<()> {
-        let work = self.work();
-        tokio::pin!(work);
+        let mut work = Box::pin(self.work());
+        // Periodic saves run beside the work, not inside it, so a slow PutObject never pauses the writers.
+        let mut saving = FuturesUnordered::new();
         let mut save_every = tokio::time::interval(self.opts.checkpoint_interval);
         let mut redraw = tokio::time::interval(Duration::from_millis(250));
+        let deadline = tokio::time::sleep(Duration::from_secs(365 * 24 * 3600));
+        tokio::pin!(deadline);
         let mut interrupted = false;
         let result = loop {
             tokio::select! {
@@ -303,18 +313,21 @@ impl<'a> Run<'a> {
                         humantime::format_duration(self.opts.shutdown_timeout)
                     );
                     self.stop.cancel();
-                    match tokio::time::timeout(self.opts.shutdown_timeout, &mut work).await {
-                        Ok(r) => break r,
-                        Err(_) => {
-                            tracing::warn!("in-flight batches did not finish in time; they will be replayed on resume");
-                            break Err(Error::Interrupted);
-                        }
-                    }
+                    deadline.as_mut().reset(tokio::time::Instant::now() + self.opts.shutdown_timeout);
                 }
-                _ = save_every.tick() => self.save_checkpoint().await,
+                _ = &mut deadline, if interrupted => {
+                    tracing::warn!("in-flight batches did not finish in time; they will be replayed on resume");
+                    break Err(Error::Interrupted);
+                }
+                _ = save_every.tick(), if saving.is_empty() => saving.push(self.save_checkpoint()),
+                Some(()) = saving.next() => {}
                 _ = redraw.tick() => self.progress.set(self.items_done()),
             }
         };
+        // Unfinished work (shutdown deadline) is abandoned here, releasing anything it held; batches it had
+        // in flight stay above the checkpoint and are replayed on resume.
+        drop(work);
+        while saving.next().await.is_some() {}
         self.progress.set(self.items_done());
         self.progress.finish();
         self.save_checkpoint().await;
@@ -428,25 +441,34 @@ impl<'a> Run<'a> {
         cp
     }
 
+    /// Lines acknowledged so far, by this run and earlier ones, for the progress display.
     fn items_done(&self) -> u64 {
-        self.snapshot()
-            .exports
-            .iter()
-            .zip(&self.exports)
-            .map(|(state, export)| {
-                if state.done {
-                    export.item_count()
-                } else {
-                    state.files.values().map(|f| f.position.lines).sum()
-                }
-            })
-            .sum()
+        let cp = self.checkpoint.lock().expect("checkpoint");
+        let mut total = 0;
+        for (state, export) in cp.exports.iter().zip(&self.exports) {
+            total += if state.done {
+                export.item_count()
+            } else {
+                state.files.values().map(|f| f.position.lines).sum()
+            };
+        }
+        for ((i, key), rx) in self.active.lock().expect("active").iter() {
+            let state = &cp.exports[*i];
+            if !state.done {
+                let before = state.files.get(key).map_or(0, |f| f.position.lines);
+                total += rx.borrow().lines.saturating_sub(before);
+            }
+        }
+        total
     }
 
     /// Saves the checkpoint if it changed. A failed save is logged, not fatal: the previous checkpoint is
     /// still valid (it only claims less), and replaying from it is harmless.
     async fn save_checkpoint(&self) {
         let Some(store) = &self.store else { return };
+        // One save at a time, each from a snapshot taken after the previous one was stored, so a slow save
+        // can never overwrite a newer checkpoint.
+        let _one_at_a_time = self.saving.lock().await;
         let mut cp = self.snapshot();
         if self
             .last_saved

@@ -18,6 +18,9 @@ use md5::{Digest, Md5};
 
 use crate::error::{Error, Result};
 
+/// Extra attempts for a ranged GET whose body fails mid-stream.
+const BODY_ATTEMPTS: u32 = 3;
+
 /// Size and version of an object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectInfo {
@@ -121,22 +124,36 @@ impl ObjectReader for S3Reader {
                     range.end - 1
                 )
             };
-            let out = self
-                .client
-                .get_object()
-                .bucket(bucket)
-                .key(key)
-                .range(format!("bytes={}-{}", range.start, range.end - 1))
-                .set_if_match(if_match.map(str::to_owned))
-                .send()
-                .await
-                .map_err(|e| Error::aws(operation(), &e))?;
-            let body = out.body.collect().await.map_err(|e| Error::Aws {
-                operation: operation(),
-                message: format!("reading the body failed: {e}"),
-                retryable: true,
-            })?;
-            let bytes = body.into_bytes();
+            // The SDK retries a request that fails; a body that breaks mid-stream (connection reset after
+            // the headers) is retried here. If-Match keeps every attempt on the same object version.
+            let mut attempt = 0;
+            let bytes = loop {
+                let out = self
+                    .client
+                    .get_object()
+                    .bucket(bucket)
+                    .key(key)
+                    .range(format!("bytes={}-{}", range.start, range.end - 1))
+                    .set_if_match(if_match.map(str::to_owned))
+                    .send()
+                    .await
+                    .map_err(|e| Error::aws(operation(), &e))?;
+                match out.body.collect().await {
+                    Ok(body) => break body.into_bytes(),
+                    Err(e) if attempt < BODY_ATTEMPTS => {
+                        attempt += 1;
+                        tracing::debug!("{}: body read failed ({e}), retrying", operation());
+                        tokio::time::sleep(std::time::Duration::from_millis(100 << attempt)).await;
+                    }
+                    Err(e) => {
+                        return Err(Error::Aws {
+                            operation: operation(),
+                            message: format!("reading the body failed {} times: {e}", attempt + 1),
+                            retryable: true,
+                        });
+                    }
+                }
+            };
             if bytes.len() as u64 != range.end - range.start {
                 return Err(Error::Aws {
                     operation: operation(),

@@ -73,9 +73,8 @@ impl KeySchema {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         for attr in &self.attrs {
             match item.get(&attr.name) {
-                Some(AttributeValue::S(s)) | Some(AttributeValue::N(s)) => {
-                    s.as_bytes().hash(&mut h)
-                }
+                Some(AttributeValue::S(s)) => s.as_bytes().hash(&mut h),
+                Some(AttributeValue::N(n)) => crate::decode::normalize_number(n).hash(&mut h),
                 Some(AttributeValue::B(b)) => b.as_ref().hash(&mut h),
                 _ => 0u8.hash(&mut h),
             }
@@ -144,8 +143,9 @@ pub async fn describe(client: &aws_sdk_dynamodb::Client, table: &str) -> Result<
     let desc = out
         .table
         .ok_or_else(|| err("DescribeTable returned no table description".into()))?;
+    // An UPDATING table (a GSI being added, capacity changing) accepts writes.
     match desc.table_status() {
-        Some(TableStatus::Active) => {}
+        Some(TableStatus::Active | TableStatus::Updating) => {}
         other => {
             return Err(err(format!(
                 "is {}, not ACTIVE; wait until it is ACTIVE and run again",
@@ -337,6 +337,11 @@ mod tests {
             ]))
         };
         assert_eq!(fp("a", "1"), fp("a", "1"));
+        assert_eq!(
+            fp("a", "1"),
+            fp("a", "1.0"),
+            "DynamoDB compares number keys by value"
+        );
         assert_ne!(fp("a1", "2"), fp("a", "12"));
     }
 }

@@ -253,11 +253,12 @@ pub enum WriteFailure {
     /// `attempts` consecutive attempts made no progress.
     Exhausted { attempts: u32, last_error: String },
     /// DynamoDB rejected the request; retrying cannot help. `pending` holds the requests of the rejected
-    /// attempt; `first_attempt` says they are still the original batch, in order.
+    /// attempt; `original` says they are still the whole original batch, in order (no earlier attempt
+    /// had any of them processed).
     Rejected {
         message: String,
         pending: Vec<WriteRequest>,
-        first_attempt: bool,
+        original: bool,
     },
 }
 
@@ -273,8 +274,8 @@ pub async fn write_all(
 ) -> Result<(), WriteFailure> {
     let mut stalled = 0u32;
     let mut first = true;
+    let mut original = true;
     while !pending.is_empty() {
-        let is_first_attempt = first;
         if !first {
             stats.retries.fetch_add(1, Ordering::Relaxed);
         }
@@ -295,6 +296,7 @@ pub async fn write_all(
                     .fetch_add(left as u64, Ordering::Relaxed);
                 if left < sent {
                     stalled = 0;
+                    original = false;
                 }
                 pending = outcome.unprocessed;
                 format!("{left} of {sent} items left unprocessed")
@@ -310,7 +312,7 @@ pub async fn write_all(
             Err(AttemptError::Rejected(message)) => {
                 return Err(WriteFailure::Rejected {
                     message,
-                    first_attempt: is_first_attempt,
+                    original,
                     pending,
                 });
             }
@@ -437,7 +439,7 @@ mod tests {
             .await
             .unwrap_err();
         assert!(
-            matches!(err, WriteFailure::Rejected { first_attempt: true, ref pending, .. } if pending.len() == 2)
+            matches!(err, WriteFailure::Rejected { original: true, ref pending, .. } if pending.len() == 2)
         );
         assert_eq!(w.seen.lock().unwrap().len(), 1);
     }
