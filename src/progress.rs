@@ -19,9 +19,12 @@ impl Progress {
             let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
             bar.set_style(
                 ProgressStyle::with_template(
-                    "{spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} items {per_sec} ETA {eta}",
+                    "{spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} items {rate} ETA {eta}",
                 )
-                .expect("valid template"),
+                .expect("valid template")
+                .with_key("rate", |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{:.0} items/s", state.per_sec());
+                }),
             );
             bar
         });
