@@ -250,10 +250,6 @@ async fn run_restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn aws_clients(region: Option<String>, endpoint_url: Option<String>) -> Clients {
-    let custom_endpoint = endpoint_url.is_some()
-        || ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"]
-            .iter()
-            .any(|v| std::env::var_os(v).is_some());
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .retry_config(RetryConfig::standard().with_max_attempts(5))
         .timeout_config(
@@ -269,7 +265,10 @@ async fn aws_clients(region: Option<String>, endpoint_url: Option<String>) -> Cl
         loader = loader.endpoint_url(url);
     }
     let sdk = loader.load().await;
-    // Emulators are reached by address, so bucket names cannot go in the host name.
+    // Emulators are reached by address, so bucket names cannot go in the host name. `endpoint_url()` covers
+    // the flag, AWS_ENDPOINT_URL and a profile's endpoint_url; the S3-specific variable is checked apart.
+    let custom_endpoint =
+        sdk.endpoint_url().is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
     let s3 = aws_sdk_s3::config::Builder::from(&sdk)
         .force_path_style(custom_endpoint)
         .build();

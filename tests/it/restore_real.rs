@@ -185,3 +185,21 @@ async fn a_missing_table_is_reported_before_any_write() {
         "nothing was written, so there is nothing to resume"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_standard_endpoint_variable_is_enough() {
+    let aws = cli::aws().await;
+    let (bucket, table) = cli::real_export_setup(&aws).await;
+    let mut cmd = cli::command();
+    cmd.env("AWS_ENDPOINT_URL", &aws.endpoint)
+        .args(["restore", "--table", &table.name])
+        .args(cli::export_args(&bucket, [REAL_FULL]));
+    let run = cli::finish(cmd.spawn().unwrap()).await;
+    run.assert_success();
+    assert_table_matches(
+        &aws.ddb,
+        &table.name,
+        cli::real_export().join("expected-after-full.jsonl"),
+    )
+    .await;
+}
