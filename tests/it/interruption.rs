@@ -204,8 +204,17 @@ async fn kill_9_at_several_points_then_resume_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigint_saves_the_checkpoint_and_says_how_to_resume() {
+    interrupt_then_resume("-INT", 22).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_is_handled_like_sigint() {
+    interrupt_then_resume("-TERM", 23).await;
+}
+
+async fn interrupt_then_resume(signal: &str, seed: u64) {
     let aws = cli::aws().await;
-    let chain = chain(&aws, 22).await;
+    let chain = chain(&aws, seed).await;
     let dir = tempfile::tempdir().unwrap();
     let checkpoint = dir.path().join("checkpoint.json");
     let args = chain.args(&checkpoint);
@@ -222,7 +231,7 @@ async fn sigint_saves_the_checkpoint_and_says_how_to_resume() {
     let pid = child.id().unwrap().to_string();
     assert!(
         std::process::Command::new("kill")
-            .args(["-INT", &pid])
+            .args([signal, &pid])
             .status()
             .unwrap()
             .success()
