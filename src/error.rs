@@ -23,7 +23,8 @@ impl fmt::Display for DataLocation {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+/// Every variant holds plain data, so errors can be copied into the report and returned at once.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// Bad command-line or event input.
     #[error("{0}")]

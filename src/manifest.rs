@@ -61,7 +61,7 @@ pub enum OutputView {
 
 /// What became of the `manifest-summary.md5` check. Only `Verified` means the summary is byte-identical to
 /// what DynamoDB wrote.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SummaryChecksum {
     Verified,

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::chain::Discontinuity;
+use crate::manifest::{ExportType, OutputView, SummaryChecksum};
 use crate::write::WriteStatsSnapshot;
 
 pub const REPORT_FORMAT: u32 = 1;
@@ -54,9 +55,9 @@ pub struct ExportReport {
     pub export_arn: String,
     pub uri: String,
     #[serde(rename = "type")]
-    pub export_type: String,
-    pub view: Option<String>,
-    pub summary_checksum: String,
+    pub export_type: ExportType,
+    pub view: Option<OutputView>,
+    pub summary_checksum: SummaryChecksum,
     pub expected_items: u64,
     pub items_put: u64,
     pub items_deleted: u64,

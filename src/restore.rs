@@ -21,7 +21,7 @@ use crate::checkpoint::{Checkpoint, CheckpointStore, FilePosition, FileState};
 use crate::engine::{Engine, FileRef, Settings};
 use crate::error::{Error, Result};
 use crate::location::{ExportUri, S3Uri, StateLocation};
-use crate::manifest::{self, Export, ExportType, OutputView};
+use crate::manifest::{self, Export};
 use crate::progress::Progress;
 use crate::report::{
     ErrorReport, ExportReport, FileReport, FileStatus, REPORT_FORMAT, Report, RunStatus, Totals,
@@ -360,7 +360,7 @@ impl<'a> Run<'a> {
                 })
                 .await;
             if let Some(first) = self.errors.lock().expect("errors").first() {
-                return Err(clone_error(first));
+                return Err(first.clone());
             }
             if self.stop.is_cancelled() {
                 return Err(Error::Interrupted);
@@ -487,60 +487,6 @@ impl<'a> Run<'a> {
     }
 }
 
-/// Errors are not `Clone` (they may wrap SDK errors); the report and the exit path need a copy.
-fn clone_error(e: &Error) -> Error {
-    match e {
-        Error::Usage(m) => Error::Usage(m.clone()),
-        Error::Manifest { export, message } => Error::Manifest {
-            export: export.clone(),
-            message: message.clone(),
-        },
-        Error::Data { location, message } => Error::Data {
-            location: location.clone(),
-            message: message.clone(),
-        },
-        Error::FileIntegrity {
-            export,
-            file,
-            message,
-        } => Error::FileIntegrity {
-            export: export.clone(),
-            file: file.clone(),
-            message: message.clone(),
-        },
-        Error::Chain(m) => Error::Chain(m.clone()),
-        Error::Table { table, message } => Error::Table {
-            table: table.clone(),
-            message: message.clone(),
-        },
-        Error::Checkpoint { location, message } => Error::Checkpoint {
-            location: location.clone(),
-            message: message.clone(),
-        },
-        Error::Aws {
-            operation,
-            message,
-            retryable,
-        } => Error::Aws {
-            operation: operation.clone(),
-            message: message.clone(),
-            retryable: *retryable,
-        },
-        Error::WritesExhausted {
-            table,
-            location,
-            attempts,
-            last_error,
-        } => Error::WritesExhausted {
-            table: table.clone(),
-            location: location.clone(),
-            attempts: *attempts,
-            last_error: last_error.clone(),
-        },
-        Error::Interrupted => Error::Interrupted,
-    }
-}
-
 fn build_report(
     opts: &RestoreOptions,
     run: Option<&Run<'_>>,
@@ -604,19 +550,9 @@ fn build_report(
                 export_id: export.id().to_owned(),
                 export_arn: export.summary.export_arn.clone(),
                 uri: export.uri.to_string(),
-                export_type: match export.export_type {
-                    ExportType::Full => "FULL",
-                    ExportType::Incremental => "INCREMENTAL",
-                }
-                .into(),
-                view: export.view.map(|v| match v {
-                    OutputView::NewImage => "NEW_IMAGE".into(),
-                    OutputView::NewAndOldImages => "NEW_AND_OLD_IMAGES".into(),
-                }),
-                summary_checksum: serde_json::to_value(export.summary_checksum)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default(),
+                export_type: export.export_type,
+                view: export.view,
+                summary_checksum: export.summary_checksum,
                 expected_items: export.item_count(),
                 items_put,
                 items_deleted,
