@@ -9,6 +9,12 @@ Protocol (what tests/it/support and scripts/demo.sh rely on):
 Tying the lifetime to stdin is what makes cleanup reliable: the parent keeps the write
 end of our stdin pipe open and never writes to it. When the parent exits for any reason,
 kill -9 included, the kernel closes that end, our read returns EOF and we shut down.
+
+One fidelity fix: DynamoDB requests are served one at a time. Real DynamoDB applies every update
+expression atomically and isolates transactions; moto does neither. Its threaded server evaluates
+``SET n = n + :one`` as a Python read-modify-write, so concurrent updates of one item lose increments,
+and a cancelled TransactWriteItems restores a deep copy of the whole table, undoing writes that other
+requests made meanwhile. S3, SQS (whose long polls block) and the rest stay concurrent.
 """
 
 import argparse
@@ -16,6 +22,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -47,6 +54,23 @@ def _wait_until_answering(port: int, timeout_s: float = 30.0) -> None:
     raise RuntimeError(f"moto did not answer on 127.0.0.1:{port} within {timeout_s}s: {last_error}")
 
 
+def _serialize_dynamodb() -> None:
+    """Serve DynamoDB requests (``X-Amz-Target: DynamoDB_20120810.*``) under one lock."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    lock = threading.Lock()
+    dispatch = DomainDispatcherApplication.__call__
+
+    def serialized(self, environ, start_response):
+        if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
+            with lock:
+                # moto's Flask views build the whole response body inside this call.
+                return dispatch(self, environ, start_response)
+        return dispatch(self, environ, start_response)
+
+    DomainDispatcherApplication.__call__ = serialized
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, default=0, help="fixed port (default: a free one)")
@@ -59,6 +83,8 @@ def main() -> int:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
     from moto.server import ThreadedMotoServer
+
+    _serialize_dynamodb()
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=args.port, verbose=False)
     server.start()

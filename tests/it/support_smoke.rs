@@ -592,6 +592,91 @@ async fn moto_batch_write_item_is_more_lenient_than_dynamodb() {
     assert_eq!(support::scan_all(&ddb, &table.name).await.len(), 30);
 }
 
+/// The control table counts finished files with `SET n = n + :one` from many workers at once, inside
+/// transactions that are sometimes cancelled. DynamoDB makes both atomic; moto alone does not (lost
+/// increments, and a cancelled transaction restores a stale copy of the table), so
+/// scripts/moto_guard.py serves DynamoDB requests one at a time. Without that this test fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn moto_dynamodb_updates_and_transactions_are_atomic() {
+    use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
+    let (_, ddb) = clients().await;
+    let table = table_pk_sk(&ddb, "smoke-atomic").await;
+    let key = |sk: &str| item(&[("pk", s("counter")), ("sk", s(sk))]);
+    ddb.put_item()
+        .table_name(&table.name)
+        .set_item(Some(item(&[
+            ("pk", s("counter")),
+            ("sk", s("total")),
+            ("c", n("0")),
+        ])))
+        .send()
+        .await
+        .unwrap();
+    const TASKS: usize = 24;
+    const ROUNDS: usize = 8;
+    let increment = |sk: &str, condition_holds: bool| {
+        let own = Update::builder()
+            .table_name(&table.name)
+            .set_key(Some(key(sk)))
+            .update_expression("SET v = :one")
+            .condition_expression(if condition_holds {
+                "attribute_not_exists(v)"
+            } else {
+                "attribute_exists(v)"
+            })
+            .expression_attribute_values(":one", n("1"))
+            .build()
+            .unwrap();
+        let total = Update::builder()
+            .table_name(&table.name)
+            .set_key(Some(key("total")))
+            .update_expression("SET c = c + :one")
+            .expression_attribute_values(":one", n("1"))
+            .build()
+            .unwrap();
+        ddb.transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(own).build())
+            .transact_items(TransactWriteItem::builder().update(total).build())
+            .send()
+    };
+    let tasks = (0..TASKS).map(|t| {
+        let table = &table.name;
+        let ddb = &ddb;
+        let key = &key;
+        let increment = &increment;
+        async move {
+            for r in 0..ROUNDS {
+                // A plain update, a transaction that commits and one that is cancelled.
+                ddb.update_item()
+                    .table_name(table)
+                    .set_key(Some(key("total")))
+                    .update_expression("SET c = c + :one")
+                    .expression_attribute_values(":one", n("1"))
+                    .send()
+                    .await
+                    .unwrap();
+                increment(&format!("{t}-{r}"), true).await.unwrap();
+                let cancelled = increment(&format!("missing-{t}-{r}"), false).await;
+                assert!(cancelled.is_err(), "the condition cannot hold");
+            }
+        }
+    });
+    futures::future::join_all(tasks).await;
+    let got = ddb
+        .get_item()
+        .table_name(&table.name)
+        .set_key(Some(key("total")))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        got.item.unwrap()["c"],
+        n(&(2 * TASKS * ROUNDS).to_string()),
+        "every committed increment counts once"
+    );
+}
+
 #[tokio::test]
 async fn moto_stores_numbers_and_sets_verbatim() {
     let (_, ddb) = clients().await;
