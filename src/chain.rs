@@ -19,7 +19,7 @@ pub struct Expectations {
 
 /// A discontinuity accepted with `--allow-gaps`; it is listed in the report because changes made inside a
 /// gap are not in any export and so are not restored.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Discontinuity {
     pub before_export: String,
     pub after_export: String,
@@ -44,22 +44,21 @@ pub fn validate(exports: &[Export], expect: &Expectations) -> Result<Vec<Discont
         if let Some(want) = expect
             .types
             .get(if expect.types.len() == 1 { 0 } else { i })
+            && *want != export.export_type
         {
-            if *want != export.export_type {
-                return Err(Error::Usage(format!(
-                    "--type {want:?} does not match export {}, whose manifest says {:?}",
-                    export.id(),
-                    export.export_type
-                )));
-            }
+            return Err(Error::Usage(format!(
+                "--type {want:?} does not match export {}, whose manifest says {:?}",
+                export.id(),
+                export.export_type
+            )));
         }
-        if let (Some(want), Some(have)) = (expect.view, export.view) {
-            if want != have {
-                return Err(Error::Usage(format!(
-                    "--view {want:?} does not match export {}, whose outputView is {have:?}",
-                    export.id()
-                )));
-            }
+        if let (Some(want), Some(have)) = (expect.view, export.view)
+            && want != have
+        {
+            return Err(Error::Usage(format!(
+                "--view {want:?} does not match export {}, whose outputView is {have:?}",
+                export.id()
+            )));
         }
         if export.summary.table_arn != first.summary.table_arn {
             return Err(Error::Chain(format!(

@@ -547,10 +547,9 @@ impl Decoder {
             position.lines = line_no;
             if let Some(full) =
                 batcher.add(to_request(op), key_hash, (line_no, line_start), n, position)
+                && tx.blocking_send(full).is_err()
             {
-                if tx.blocking_send(full).is_err() {
-                    return Ok(DecodeEnd::Stopped);
-                }
+                return Ok(DecodeEnd::Stopped);
             }
         }
         if offset == self.start.offset && line_no != self.start.lines {
@@ -594,10 +593,10 @@ impl Decoder {
                 self.file.item_count
             )));
         }
-        if let Some(last) = batcher.cut() {
-            if tx.blocking_send(last).is_err() {
-                return Ok(DecodeEnd::Stopped);
-            }
+        if let Some(last) = batcher.cut()
+            && tx.blocking_send(last).is_err()
+        {
+            return Ok(DecodeEnd::Stopped);
         }
         Ok(DecodeEnd::Finished)
     }
@@ -747,10 +746,10 @@ mod tests {
         ) -> BoxFuture<'a, std::result::Result<AttemptOutcome, AttemptError>> {
             Box::pin(async move {
                 let call = self.calls.fetch_add(1, Ordering::SeqCst);
-                if let Some((at, stop)) = &self.stop_at {
-                    if call == *at {
-                        stop.cancel();
-                    }
+                if let Some((at, stop)) = &self.stop_at
+                    && call == *at
+                {
+                    stop.cancel();
                 }
                 tokio::time::sleep(Duration::from_micros(fastrand::u64(0..3000))).await;
                 let poisoned = requests.iter().any(|r| {

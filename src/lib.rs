@@ -14,22 +14,30 @@
 //! 9. [`engine`]: "process this file from this offset", and the local restore that drives it.
 //! 10. [`report`]: the JSON report, documented in `docs/report.md`.
 //!
+//! Distributed restores add three modules over the same engine: [`control`] (the DynamoDB control table:
+//! plan, leases, checkpoints, counters), [`plan`] (the planner) and [`worker`] (the file worker, for the
+//! worker Lambda and for `ddb-pitr worker` on EC2).
+//!
 //! [`synth`] writes real-format exports for tests and benchmarks. Nothing here depends on the Lambda runtime;
 //! the local CLI and the distributed workers are thin front doors over [`engine::process_file`].
 
 pub mod chain;
 pub mod checkpoint;
+pub mod control;
 pub mod decode;
 pub mod engine;
+pub mod env;
 pub mod error;
 pub mod location;
 pub mod manifest;
+pub mod plan;
 pub mod progress;
 pub mod report;
 pub mod restore;
 pub mod source;
 pub mod synth;
 pub mod table;
+pub mod worker;
 pub mod write;
 
 pub use error::{Error, Result};

@@ -6,15 +6,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use aws_config::BehaviorVersion;
-use aws_config::retry::RetryConfig;
-use aws_config::timeout::TimeoutConfig;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ddb_pitr::chain::Expectations;
-use ddb_pitr::engine::Settings;
+use ddb_pitr::engine::{MAX_BATCH_SIZE, Settings};
 use ddb_pitr::manifest::{ExportType, OutputView};
 use ddb_pitr::report::RunStatus;
 use ddb_pitr::restore::{self, Clients, RestoreOptions};
+use ddb_pitr::worker::{QueueOptions, Worker, WorkerOptions, run_queue};
 use ddb_pitr::write::RetryPolicy;
 
 /// Restore Amazon DynamoDB tables from DynamoDB "export to S3" output (FULL and INCREMENTAL exports).
@@ -38,6 +36,8 @@ struct Cli {
 enum Command {
     /// Restore a table from an export, or from a FULL export followed by INCREMENTAL exports.
     Restore(RestoreArgs),
+    /// Process file messages of distributed restores from their SQS queue (on a PC or EC2).
+    Worker(WorkerArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -89,9 +89,6 @@ struct RestoreArgs {
     /// Data files restored in parallel.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
     workers: u16,
-    /// Ranged GETs in flight per data file.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..))]
-    read_ahead: u16,
     /// Requests per BatchWriteItem call.
     #[arg(long, default_value_t = 25, value_parser = clap::value_parser!(u8).range(1..=25))]
     batch_size: u8,
@@ -108,21 +105,91 @@ struct RestoreArgs {
     /// AWS_ENDPOINT_URL_DYNAMODB work as usual.
     #[arg(long, value_name = "URL")]
     endpoint_url: Option<String>,
-    /// Size of each ranged GET.
-    #[arg(long, default_value = "1MiB", value_parser = parse_size, help_heading = "Tuning")]
-    part_size: u64,
-    /// BatchWriteItem calls in flight per data file.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..), help_heading = "Tuning")]
-    inflight_batches: u16,
-    /// Consecutive BatchWriteItem attempts without progress before the restore stops.
-    #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u32).range(1..), help_heading = "Tuning")]
-    max_attempts: u32,
+    #[command(flatten)]
+    engine: EngineArgs,
     /// How often the checkpoint is saved while running.
     #[arg(long, default_value = "10s", value_parser = parse_interval, help_heading = "Tuning")]
     checkpoint_interval: Duration,
     /// Lines of each export decoded and key-checked before the first write.
     #[arg(long, default_value_t = 20, help_heading = "Tuning")]
     sample_lines: u64,
+}
+
+/// Read and write tuning shared by `restore` and `worker`.
+#[derive(Args)]
+struct EngineArgs {
+    /// Ranged GETs in flight per data file.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..))]
+    read_ahead: u16,
+    /// Size of each ranged GET.
+    #[arg(long, default_value = "1MiB", value_parser = parse_size, help_heading = "Tuning")]
+    part_size: u64,
+    /// BatchWriteItem calls in flight per data file.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..), help_heading = "Tuning")]
+    inflight_batches: u16,
+    /// Consecutive BatchWriteItem attempts without progress before a file stops.
+    #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u32).range(1..), help_heading = "Tuning")]
+    max_attempts: u32,
+}
+
+impl EngineArgs {
+    fn settings(&self, batch_size: usize) -> Settings {
+        Settings {
+            batch_size,
+            read_ahead: self.read_ahead.into(),
+            part_size: self.part_size,
+            inflight_batches: self.inflight_batches.into(),
+            retry: RetryPolicy {
+                max_attempts: self.max_attempts,
+                ..RetryPolicy::default()
+            },
+        }
+    }
+}
+
+/// Process file messages of distributed restores from an SQS queue, beside or instead of the worker Lambda.
+#[derive(Args)]
+struct WorkerArgs {
+    /// The restore queue (the same queue the worker Lambda reads).
+    #[arg(long, value_name = "URL")]
+    queue_url: String,
+    /// The control table of the restores on that queue.
+    #[arg(long, value_name = "TABLE")]
+    control_table: String,
+    /// AWS region (default: the standard AWS configuration chain).
+    #[arg(long)]
+    region: Option<String>,
+    /// Endpoint for every AWS service (local emulators).
+    #[arg(long, value_name = "URL")]
+    endpoint_url: Option<String>,
+    /// Data files processed at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    workers: u16,
+    /// Exit after this long without messages (default: run until SIGINT/SIGTERM).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    idle_exit: Option<Duration>,
+    /// Long-poll wait of each ReceiveMessage (at most 20s).
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration, help_heading = "Tuning")]
+    wait_time: Duration,
+    /// Visibility timeout of received messages; renewed every third of it while a file is processed.
+    #[arg(long, default_value = "5m", value_parser = parse_visibility, help_heading = "Tuning")]
+    visibility_timeout: Duration,
+    /// How long a file lease lasts without a checkpoint.
+    #[arg(long, default_value = "2m", value_parser = humantime::parse_duration, help_heading = "Tuning")]
+    lease: Duration,
+    /// How often the file checkpoint is saved (and the lease renewed).
+    #[arg(long, default_value = "10s", value_parser = parse_interval, help_heading = "Tuning")]
+    checkpoint_interval: Duration,
+    #[command(flatten)]
+    engine: EngineArgs,
+}
+
+fn parse_visibility(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d < Duration::from_secs(3) || d > Duration::from_secs(12 * 3600) {
+        return Err("must be between 3s and 12h".into());
+    }
+    Ok(d)
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -164,15 +231,14 @@ const EXIT_INTERRUPTED: u8 = 130;
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
-    match cli.command {
-        Command::Restore(args) => match run_restore(args).await {
-            Ok(code) => code,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::from(EXIT_FAILED)
-            }
-        },
-    }
+    let result = match cli.command {
+        Command::Restore(args) => run_restore(args).await,
+        Command::Worker(args) => run_worker(args).await,
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("error: {e:#}");
+        ExitCode::from(EXIT_FAILED)
+    })
 }
 
 fn init_tracing(format: LogFormat) {
@@ -212,16 +278,7 @@ async fn run_restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
             allow_gaps: args.allow_gaps,
         },
         workers: args.workers.into(),
-        settings: Settings {
-            batch_size: args.batch_size.into(),
-            read_ahead: args.read_ahead.into(),
-            part_size: args.part_size,
-            inflight_batches: args.inflight_batches.into(),
-            retry: RetryPolicy {
-                max_attempts: args.max_attempts,
-                ..RetryPolicy::default()
-            },
-        },
+        settings: args.engine.settings(args.batch_size.into()),
         dry_run: args.dry_run,
         resume: args.resume.as_deref().map(str::parse).transpose()?,
         report: args.report.as_deref().map(str::parse).transpose()?,
@@ -230,7 +287,7 @@ async fn run_restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
         sample_lines: args.sample_lines,
         progress_bar: std::io::stderr().is_terminal(),
     };
-    let clients = aws_clients(args.region, args.endpoint_url).await;
+    let clients = Clients::load(args.region, args.endpoint_url).await;
 
     let outcome = restore::run(&opts, &clients, shutdown_signal()).await;
     let json = serde_json::to_string_pretty(&outcome.report).context("serialising the report")?;
@@ -249,33 +306,43 @@ async fn run_restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
     Ok(code)
 }
 
-async fn aws_clients(region: Option<String>, endpoint_url: Option<String>) -> Clients {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .retry_config(RetryConfig::standard().with_max_attempts(5))
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(5))
-                .operation_attempt_timeout(Duration::from_secs(60))
-                .build(),
+async fn run_worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    if args.lease <= args.checkpoint_interval * 2 {
+        anyhow::bail!(
+            "--lease ({}) must be more than twice --checkpoint-interval ({}), or leases expire between checkpoints",
+            humantime::format_duration(args.lease),
+            humantime::format_duration(args.checkpoint_interval)
         );
-    if let Some(region) = region {
-        loader = loader.region(aws_config::Region::new(region));
     }
-    if let Some(url) = endpoint_url {
-        loader = loader.endpoint_url(url);
-    }
-    let sdk = loader.load().await;
-    // Emulators are reached by address, so bucket names cannot go in the host name. `endpoint_url()` covers
-    // the flag, AWS_ENDPOINT_URL and a profile's endpoint_url; the S3-specific variable is checked apart.
-    let custom_endpoint =
-        sdk.endpoint_url().is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
-    let s3 = aws_sdk_s3::config::Builder::from(&sdk)
-        .force_path_style(custom_endpoint)
-        .build();
-    Clients {
-        s3: aws_sdk_s3::Client::from_conf(s3),
-        dynamodb: aws_sdk_dynamodb::Client::new(&sdk),
-    }
+    let clients = Clients::load(args.region, args.endpoint_url).await;
+    let worker = Worker::new(
+        &clients,
+        &args.control_table,
+        &args.queue_url,
+        WorkerOptions {
+            settings: args.engine.settings(MAX_BATCH_SIZE),
+            lease: args.lease,
+            checkpoint_interval: args.checkpoint_interval,
+            ..WorkerOptions::default()
+        },
+    );
+    let opts = QueueOptions {
+        queue_url: args.queue_url,
+        concurrency: args.workers.into(),
+        wait_time: args.wait_time,
+        visibility: args.visibility_timeout,
+        idle_exit: args.idle_exit,
+    };
+    tracing::info!(
+        owner = worker.options().owner,
+        queue = opts.queue_url,
+        "worker started"
+    );
+    let stats = run_queue(&worker, &opts, shutdown_signal())
+        .await
+        .context("polling the queue")?;
+    println!("{}", serde_json::to_string_pretty(&stats)?);
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Resolves on the first SIGINT or SIGTERM. A second signal exits at once; the last saved checkpoint stays

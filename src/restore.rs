@@ -51,6 +51,51 @@ pub struct RestoreOptions {
 pub struct Clients {
     pub s3: aws_sdk_s3::Client,
     pub dynamodb: aws_sdk_dynamodb::Client,
+    pub sqs: aws_sdk_sqs::Client,
+}
+
+impl Clients {
+    /// Clients from the standard AWS configuration chain, with the retry and timeout settings every
+    /// ddb-pitr front door uses (the CLI, the Lambda functions): 5 attempts for control-plane calls, a
+    /// 5 s connect timeout and 60 s per attempt, so a stalled connection is retried instead of hanging.
+    /// BatchWriteItem retries are paced by [`crate::write`] instead.
+    pub async fn load(region: Option<String>, endpoint_url: Option<String>) -> Self {
+        use aws_config::retry::RetryConfig;
+        use aws_config::timeout::TimeoutConfig;
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .retry_config(RetryConfig::standard().with_max_attempts(5))
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .operation_attempt_timeout(Duration::from_secs(60))
+                    .build(),
+            );
+        if let Some(region) = region {
+            loader = loader.region(aws_config::Region::new(region));
+        }
+        if let Some(url) = endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        Clients::from_sdk_config(&loader.load().await)
+    }
+
+    /// Clients for every service ddb-pitr calls, from one SDK configuration.
+    ///
+    /// Emulators are reached by address, so bucket names cannot go in the host name: S3 uses path-style
+    /// addressing whenever an endpoint is configured. `endpoint_url()` covers a code-set endpoint,
+    /// `AWS_ENDPOINT_URL` and a profile's `endpoint_url`; the S3-specific variable is checked apart.
+    pub fn from_sdk_config(sdk: &aws_config::SdkConfig) -> Self {
+        let custom_endpoint =
+            sdk.endpoint_url().is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
+        let s3 = aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(custom_endpoint)
+            .build();
+        Clients {
+            s3: aws_sdk_s3::Client::from_conf(s3),
+            dynamodb: aws_sdk_dynamodb::Client::new(sdk),
+            sqs: aws_sdk_sqs::Client::new(sdk),
+        }
+    }
 }
 
 /// A finished run: the report is always there; `error` says why the run did not succeed.
@@ -108,18 +153,18 @@ pub async fn run(
         &stats,
     );
     let mut outcome = Outcome { report, error };
-    if let Some(uri) = &opts.report {
-        if let Err(e) = upload_report(&clients.s3, uri, &outcome.report).await {
-            // A report the user asked to keep in S3 is part of the job: without it the run did not succeed.
-            if outcome.report.status == RunStatus::Succeeded {
-                outcome.report.status = RunStatus::Failed;
-            }
-            outcome.report.errors.push(ErrorReport {
-                error_type: e.error_type().into(),
-                message: format!("the report could not be uploaded: {e}"),
-            });
-            outcome.error.get_or_insert(e);
+    if let Some(uri) = &opts.report
+        && let Err(e) = upload_report(&clients.s3, uri, &outcome.report).await
+    {
+        // A report the user asked to keep in S3 is part of the job: without it the run did not succeed.
+        if outcome.report.status == RunStatus::Succeeded {
+            outcome.report.status = RunStatus::Failed;
         }
+        outcome.report.errors.push(ErrorReport {
+            error_type: e.error_type().into(),
+            message: format!("the report could not be uploaded: {e}"),
+        });
+        outcome.error.get_or_insert(e);
     }
     outcome
 }
@@ -137,35 +182,87 @@ async fn preflight(
     objects: Arc<dyn ObjectReader>,
     store: Option<&CheckpointStore>,
 ) -> Result<Preflight> {
-    if opts.exports.is_empty() {
-        return Err(Error::Usage("at least one --export is required".into()));
-    }
-    let exports = futures::future::try_join_all(
-        opts.exports
-            .iter()
-            .map(|uri| manifest::load(objects.as_ref(), uri)),
+    let chain = prepare(
+        objects,
+        &clients.dynamodb,
+        &opts.table,
+        &opts.exports,
+        &opts.expect,
+        &opts.settings,
+        opts.sample_lines,
     )
     .await?;
-    let gaps = chain::validate(&exports, &opts.expect)?;
-    let table = table::describe(&clients.dynamodb, &opts.table).await?;
+    let checkpoint = match store {
+        None => Checkpoint::new(&opts.table, &chain.exports),
+        Some(store) => match store.load().await? {
+            Some(cp) => {
+                cp.check_identity(store.location(), &opts.table, &chain.exports)?;
+                tracing::info!(checkpoint = %store.location(), "resuming from checkpoint");
+                cp
+            }
+            None => {
+                let cp = Checkpoint::new(&opts.table, &chain.exports);
+                // Proves the checkpoint location is writable before the first write to the table.
+                store.save(&cp).await?;
+                cp
+            }
+        },
+    };
+    Ok(Preflight {
+        exports: chain.exports,
+        gaps: chain.gaps,
+        key: chain.key,
+        checkpoint,
+    })
+}
+
+/// A chain that passed every check that can be made before the first write.
+#[derive(Debug, Clone)]
+pub struct PreparedChain {
+    pub exports: Vec<Export>,
+    pub gaps: Vec<Discontinuity>,
+    pub key: table::KeySchema,
+    pub table: table::TableInfo,
+}
+
+/// The checks shared by the local runner and the distributed planner, made before anything is written:
+/// every manifest loaded and verified, the chain validated, the table ACTIVE, and the first
+/// `sample_lines` lines of each export decoded and checked against the table's key schema.
+pub async fn prepare(
+    objects: Arc<dyn ObjectReader>,
+    dynamodb: &aws_sdk_dynamodb::Client,
+    table_name: &str,
+    uris: &[ExportUri],
+    expect: &Expectations,
+    settings: &Settings,
+    sample_lines: u64,
+) -> Result<PreparedChain> {
+    if uris.is_empty() {
+        return Err(Error::Usage("at least one --export is required".into()));
+    }
+    let exports =
+        futures::future::try_join_all(uris.iter().map(|uri| manifest::load(objects.as_ref(), uri)))
+            .await?;
+    let gaps = chain::validate(&exports, expect)?;
+    let table = table::describe(dynamodb, table_name).await?;
 
     let sampler = Engine {
         objects,
         writer: None,
-        table: opts.table.clone(),
+        table: table_name.to_owned(),
         key: table.key.clone(),
-        settings: opts.settings.clone(),
+        settings: settings.clone(),
         stats: Arc::default(),
     };
     for export in &exports {
         if let Some(file) = export.files.iter().find(|f| f.item_count > 0) {
             sampler
-                .check_sample(file_ref(export, file), opts.sample_lines)
+                .check_sample(file_ref(export, file), sample_lines)
                 .await
                 .map_err(|e| match e {
                     Error::Data { location, message } if message.contains("key schema") => {
                         Error::Table {
-                            table: opts.table.clone(),
+                            table: table_name.to_owned(),
                             message: format!(
                                 "export {} does not fit this table: {location}: {message}",
                                 export.id()
@@ -176,32 +273,16 @@ async fn preflight(
                 })?;
         }
     }
-
-    let checkpoint = match store {
-        None => Checkpoint::new(&opts.table, &exports),
-        Some(store) => match store.load().await? {
-            Some(cp) => {
-                cp.check_identity(store.location(), &opts.table, &exports)?;
-                tracing::info!(checkpoint = %store.location(), "resuming from checkpoint");
-                cp
-            }
-            None => {
-                let cp = Checkpoint::new(&opts.table, &exports);
-                // Proves the checkpoint location is writable before the first write to the table.
-                store.save(&cp).await?;
-                cp
-            }
-        },
-    };
-    Ok(Preflight {
+    Ok(PreparedChain {
         exports,
         gaps,
-        key: table.key,
-        checkpoint,
+        key: table.key.clone(),
+        table,
     })
 }
 
-fn file_ref<'a>(export: &'a Export, file: &'a manifest::DataFile) -> FileRef<'a> {
+/// The [`FileRef`] of one data file of a loaded export.
+pub fn file_ref<'a>(export: &'a Export, file: &'a manifest::DataFile) -> FileRef<'a> {
     FileRef {
         export_id: export.id(),
         export_type: export.export_type,
@@ -572,13 +653,13 @@ fn build_report(
                 }),
         );
     }
-    if let Some(e) = error {
-        if errors.iter().all(|r| r.message != e.to_string()) {
-            errors.push(ErrorReport {
-                error_type: e.error_type().into(),
-                message: e.to_string(),
-            });
-        }
+    if let Some(e) = error
+        && errors.iter().all(|r| r.message != e.to_string())
+    {
+        errors.push(ErrorReport {
+            error_type: e.error_type().into(),
+            message: e.to_string(),
+        });
     }
     totals.items_per_second = totals.items_this_run as f64 / duration.max(1e-3);
     totals.mib_per_second =

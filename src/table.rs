@@ -4,19 +4,19 @@
 use aws_sdk_dynamodb::types::{
     AttributeValue, KeyType as DdbKeyType, ScalarAttributeType, TableStatus,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::decode::{Item, WriteOp};
 use crate::error::{Error, Result};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KeyType {
     S,
     N,
     B,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyAttr {
     pub name: String,
     #[serde(rename = "type")]
@@ -24,7 +24,7 @@ pub struct KeyAttr {
 }
 
 /// Partition key, then the sort key if the table has one.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeySchema {
     pub attrs: Vec<KeyAttr>,
 }
@@ -55,13 +55,13 @@ impl KeySchema {
                 ));
             }
         }
-        if let WriteOp::Delete(keys) = op {
-            if keys.len() != self.attrs.len() {
-                return Err(format!(
-                    "Keys holds {} attributes but the table's key schema is {self}",
-                    keys.len()
-                ));
-            }
+        if let WriteOp::Delete(keys) = op
+            && keys.len() != self.attrs.len()
+        {
+            return Err(format!(
+                "Keys holds {} attributes but the table's key schema is {self}",
+                keys.len()
+            ));
         }
         Ok(())
     }

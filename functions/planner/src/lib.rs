@@ -1,0 +1,46 @@
+//! The planner Lambda: one JSON request in, one small JSON summary out (see `ddb_pitr::plan`).
+//!
+//! Configuration: `DDB_PITR_CONTROL_TABLE`, `DDB_PITR_QUEUE_URL`.
+//! Errors carry the stable names `Retryable` or `Fatal` as their `errorType`, for Step Functions'
+//! `Retry` and `Catch`.
+
+use ddb_pitr::plan::{Planner, PlannerRequest};
+use ddb_pitr::restore::Clients;
+use lambda_runtime::{Diagnostic, LambdaEvent};
+use serde_json::Value;
+
+pub struct Handler {
+    planner: Planner,
+}
+
+impl Handler {
+    pub fn new(planner: Planner) -> Self {
+        Handler { planner }
+    }
+
+    /// Reads the configuration from the environment.
+    pub async fn from_env() -> Result<Self, ddb_pitr::Error> {
+        let clients = Clients::load(None, None).await;
+        Ok(Handler::new(Planner::new(
+            clients,
+            &ddb_pitr::env::required("DDB_PITR_CONTROL_TABLE")?,
+            &ddb_pitr::env::required("DDB_PITR_QUEUE_URL")?,
+        )))
+    }
+
+    pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
+        let request: PlannerRequest = serde_json::from_value(event.payload).map_err(|e| Diagnostic {
+            error_type: "Fatal".into(),
+            error_message: format!(
+                "the planner request is not valid: {e}; expected {{\"action\": \"plan\" | \"plan_export\" | \"progress\", ...}}"
+            ),
+        })?;
+        self.planner.handle(request).await.map_err(|e| {
+            tracing::error!(error_type = e.error_type(), "{e}");
+            Diagnostic {
+                error_type: e.error_type().into(),
+                error_message: e.to_string(),
+            }
+        })
+    }
+}

@@ -1,0 +1,153 @@
+//! The worker Lambda: an SQS event source mapping with `ReportBatchItemFailures` delivers file messages;
+//! each is restored with `ddb_pitr::worker::Worker` until the invocation's deadline, and the messages to
+//! deliver again are returned as batch item failures.
+//!
+//! Configuration: `DDB_PITR_CONTROL_TABLE`, `DDB_PITR_QUEUE_URL` (for continuation messages), and optional
+//! `DDB_PITR_DEADLINE_MARGIN` (30s), `DDB_PITR_CHECKPOINT_INTERVAL` (10s), `DDB_PITR_LEASE` (2m),
+//! `DDB_PITR_MAX_STALLS` (3), `DDB_PITR_INFLIGHT_BATCHES` (4), `DDB_PITR_READ_AHEAD` (5) and
+//! `DDB_PITR_FALLBACK_TIMEOUT` (15m, used only when an emulator sends a deadline in the past).
+
+use std::time::{Duration, SystemTime};
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use ddb_pitr::env;
+use ddb_pitr::restore::Clients;
+use ddb_pitr::worker::{Disposition, Worker, WorkerOptions};
+use lambda_runtime::{Diagnostic, LambdaEvent};
+use tokio_util::sync::CancellationToken;
+
+pub struct Handler {
+    worker: Worker,
+    fallback_timeout: Duration,
+}
+
+/// Used when an invocation's deadline is already past (local emulators), like Lambda's maximum timeout.
+pub const DEFAULT_FALLBACK_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+/// A deadline further in the past than this did not come from Lambda.
+const BOGUS_DEADLINE: Duration = Duration::from_secs(24 * 3600);
+
+impl Handler {
+    pub fn new(worker: Worker, fallback_timeout: Duration) -> Self {
+        Handler {
+            worker,
+            fallback_timeout,
+        }
+    }
+
+    /// Reads the configuration from the environment.
+    pub async fn from_env() -> Result<Self, ddb_pitr::Error> {
+        let clients = Clients::load(None, None).await;
+        let defaults = WorkerOptions::default();
+        let options = WorkerOptions {
+            deadline_margin: env::duration("DDB_PITR_DEADLINE_MARGIN", defaults.deadline_margin)?,
+            checkpoint_interval: env::duration(
+                "DDB_PITR_CHECKPOINT_INTERVAL",
+                defaults.checkpoint_interval,
+            )?,
+            lease: env::duration("DDB_PITR_LEASE", defaults.lease)?,
+            max_stalls: env::number("DDB_PITR_MAX_STALLS", defaults.max_stalls)?,
+            settings: ddb_pitr::engine::Settings {
+                inflight_batches: env::number(
+                    "DDB_PITR_INFLIGHT_BATCHES",
+                    defaults.settings.inflight_batches,
+                )?,
+                read_ahead: env::number("DDB_PITR_READ_AHEAD", defaults.settings.read_ahead)?,
+                ..defaults.settings.clone()
+            },
+            ..defaults
+        };
+        Ok(Handler::new(
+            Worker::new(
+                &clients,
+                &env::required("DDB_PITR_CONTROL_TABLE")?,
+                &env::required("DDB_PITR_QUEUE_URL")?,
+                options,
+            ),
+            env::duration("DDB_PITR_FALLBACK_TIMEOUT", DEFAULT_FALLBACK_TIMEOUT)?,
+        ))
+    }
+
+    /// Processes every record of the batch concurrently, all bound by the invocation's deadline.
+    pub async fn handle(
+        &self,
+        event: LambdaEvent<SqsEvent>,
+    ) -> Result<SqsBatchResponse, Diagnostic> {
+        let remaining = time_budget(
+            event.context.deadline(),
+            SystemTime::now(),
+            self.fallback_timeout,
+        );
+        if remaining == self.fallback_timeout {
+            tracing::warn!(
+                deadline_ms = event.context.deadline,
+                fallback = %humantime_secs(self.fallback_timeout),
+                "the invocation deadline is long past; using DDB_PITR_FALLBACK_TIMEOUT"
+            );
+        }
+        let deadline = tokio::time::Instant::now() + remaining;
+        let stop = CancellationToken::new();
+        let outcomes = futures::future::join_all(event.payload.records.into_iter().map(|record| {
+            let stop = &stop;
+            async move {
+                let body = record.body.unwrap_or_default();
+                let outcome = self.worker.handle(&body, Some(deadline), stop).await;
+                (record.message_id, outcome)
+            }
+        }))
+        .await;
+        let mut response = SqsBatchResponse::default();
+        for (id, outcome) in outcomes {
+            tracing::info!(message_id = id.as_deref().unwrap_or("?"), outcome = ?outcome, "message handled");
+            if let Disposition::Retry { .. } = outcome {
+                match id {
+                    Some(id) => response.add_failure(id),
+                    // Without an id the whole batch must come back; the leases make that harmless.
+                    None => {
+                        return Err(Diagnostic {
+                            error_type: "Retryable".into(),
+                            error_message: "an SQS record without messageId must be retried".into(),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(response)
+    }
+}
+
+/// The time an invocation may work: until its deadline, or `fallback` when the deadline is far in the
+/// past. Local emulators (cargo lambda watch) send a fixed deadline in 1970; a deadline that has only
+/// just passed is real, and the worker stops at once, saving its checkpoints.
+fn time_budget(deadline: SystemTime, now: SystemTime, fallback: Duration) -> Duration {
+    match deadline.duration_since(now) {
+        Ok(remaining) => remaining,
+        Err(past) if past.duration() > BOGUS_DEADLINE => fallback,
+        Err(_) => Duration::ZERO,
+    }
+}
+
+fn humantime_secs(d: Duration) -> String {
+    format!("{}s", d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_budget_follows_real_deadlines_and_falls_back_for_bogus_ones() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let fallback = Duration::from_secs(900);
+        let budget = |deadline| time_budget(deadline, now, fallback);
+        assert_eq!(
+            budget(now + Duration::from_secs(42)),
+            Duration::from_secs(42)
+        );
+        assert_eq!(budget(now - Duration::from_millis(5)), Duration::ZERO);
+        assert_eq!(budget(now - Duration::from_secs(3600)), Duration::ZERO);
+        // What cargo lambda watch sends: 600 000 ms after the epoch.
+        let watch = SystemTime::UNIX_EPOCH + Duration::from_millis(600_000);
+        assert_eq!(budget(watch), fallback);
+    }
+}

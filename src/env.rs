@@ -1,0 +1,60 @@
+//! Configuration from environment variables, for the Lambda functions (which have no command line).
+
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// A variable that must be set and non-empty.
+pub fn required(name: &str) -> Result<String> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => Ok(v),
+        _ => Err(Error::Usage(format!(
+            "environment variable {name} is not set; the function's configuration must define it"
+        ))),
+    }
+}
+
+/// A duration such as `30s` or `2m`, or `default` when the variable is unset.
+pub fn duration(name: &str, default: Duration) -> Result<Duration> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => humantime::parse_duration(v.trim())
+            .map_err(|e| Error::Usage(format!("environment variable {name}={v:?}: {e}"))),
+        _ => Ok(default),
+    }
+}
+
+/// A whole number, or `default` when the variable is unset.
+pub fn number<T: std::str::FromStr>(name: &str, default: T) -> Result<T> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => v.trim().parse().map_err(|_| {
+            Error::Usage(format!(
+                "environment variable {name}={v:?} is not a whole number"
+            ))
+        }),
+        _ => Ok(default),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_names_the_variable() {
+        // Unique names: tests run in parallel threads of one process.
+        unsafe { std::env::set_var("DDB_PITR_TEST_ENV_D", "250ms") };
+        assert_eq!(
+            duration("DDB_PITR_TEST_ENV_D", Duration::ZERO).unwrap(),
+            Duration::from_millis(250)
+        );
+        assert_eq!(
+            duration("DDB_PITR_TEST_ENV_UNSET", Duration::from_secs(3)).unwrap(),
+            Duration::from_secs(3)
+        );
+        unsafe { std::env::set_var("DDB_PITR_TEST_ENV_N", "x") };
+        let e = number("DDB_PITR_TEST_ENV_N", 1u32).unwrap_err().to_string();
+        assert!(e.contains("DDB_PITR_TEST_ENV_N"), "{e}");
+        let e = required("DDB_PITR_TEST_ENV_UNSET").unwrap_err().to_string();
+        assert!(e.contains("DDB_PITR_TEST_ENV_UNSET is not set"), "{e}");
+    }
+}
