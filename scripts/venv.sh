@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make <repo>/.venv hold exactly what scripts/requirements-test.txt asks for (moto[server],
-# which brings boto3). Idempotent and quiet when nothing has changed: the fast path compares
+# which brings boto3, and cargo-lambda, whose `cargo lambda watch` serves the function binaries). Idempotent and quiet when nothing has changed: the fast path compares
 # a hash of the requirements file (and the interpreter version) with a stamp inside the venv.
 #
 # Env: PYTHON   interpreter used to create the venv (default: python3)
@@ -27,4 +27,5 @@ echo "venv.sh: installing $(tr '\n' ' ' < "$req")into $venv" >&2
 "$venv/bin/python" -m pip install --disable-pip-version-check --quiet -r "$req" >&2
 # Fail here, not in the middle of a test run, if the install is unusable.
 "$venv/bin/python" -c 'from moto.server import ThreadedMotoServer; import boto3' >&2
+"$venv/bin/cargo-lambda" lambda --version >&2
 echo "$want" > "$stamp"

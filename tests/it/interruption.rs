@@ -114,10 +114,10 @@ async fn wait_for(
 ) {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        if let Some(claims) = claimed(checkpoint, chain) {
-            if ready(&claims) {
-                return;
-            }
+        if let Some(claims) = claimed(checkpoint, chain)
+            && ready(&claims)
+        {
+            return;
         }
         if let Some(status) = child.try_wait().unwrap() {
             panic!(

@@ -1,11 +1,15 @@
-//! Integration tests: the real `ddb-pitr` binary against moto_server's S3 and DynamoDB.
+//! Integration tests: the real `ddb-pitr` binary and the Lambda handlers against moto_server's S3, DynamoDB
+//! and SQS.
 //!
 //! One moto per test process (started on first use, gone when the process exits); every test makes its own
 //! uniquely named bucket and table, so tests run in parallel.
 
 mod bad_input;
 mod cli;
+mod cloud;
+mod distributed;
 mod interruption;
+mod lambda_watch;
 mod restore_generated;
 mod restore_real;
 mod support;

@@ -19,7 +19,7 @@ pub use canonical::{
     expected_from_jsonl, item_from_json_line,
 };
 pub use proxy::RecordingProxy;
-pub use resources::{TestBucket, TestTable, scan_all};
+pub use resources::{TestBucket, TestQueue, TestTable, scan_all};
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;

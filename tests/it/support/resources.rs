@@ -327,3 +327,116 @@ pub async fn scan_all(
         }
     }
 }
+
+/// An SQS queue with a dead-letter queue, as the SAM template creates them; `Drop` deletes both.
+pub struct TestQueue {
+    pub url: String,
+    pub arn: String,
+    pub dlq_url: String,
+    client: aws_sdk_sqs::Client,
+}
+
+impl TestQueue {
+    /// `visibility`: the queue's visibility timeout; `max_receives`: receives before a message moves to
+    /// the DLQ.
+    pub async fn create(
+        sqs: &aws_sdk_sqs::Client,
+        prefix: &str,
+        visibility: Duration,
+        max_receives: u32,
+    ) -> TestQueue {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let name = unique_name(prefix);
+        let dlq_url = sqs
+            .create_queue()
+            .queue_name(format!("{name}-dlq"))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("CreateQueue {name}-dlq: {e:?}"))
+            .queue_url
+            .expect("queue url");
+        let dlq_arn = queue_arn(sqs, &dlq_url).await;
+        let url = sqs
+            .create_queue()
+            .queue_name(&name)
+            .attributes(A::VisibilityTimeout, visibility.as_secs().to_string())
+            .attributes(
+                A::RedrivePolicy,
+                format!(
+                    r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"{max_receives}"}}"#
+                ),
+            )
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("CreateQueue {name}: {e:?}"))
+            .queue_url
+            .expect("queue url");
+        let arn = queue_arn(sqs, &url).await;
+        TestQueue {
+            url,
+            arn,
+            dlq_url,
+            client: sqs.clone(),
+        }
+    }
+
+    /// Messages on the queue, visible or in flight (approximate, as SQS reports them).
+    pub async fn depth(&self, url: &str) -> u64 {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let out = self
+            .client
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(A::ApproximateNumberOfMessages)
+            .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GetQueueAttributes {url}: {e:?}"));
+        let attrs = out.attributes.unwrap_or_default();
+        [
+            A::ApproximateNumberOfMessages,
+            A::ApproximateNumberOfMessagesNotVisible,
+        ]
+        .iter()
+        .map(|a| {
+            attrs
+                .get(a)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        })
+        .sum()
+    }
+}
+
+async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> String {
+    sqs.get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GetQueueAttributes {url}: {e:?}"))
+        .attributes
+        .and_then(|a| {
+            a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+                .cloned()
+        })
+        .expect("queue ARN")
+}
+
+impl Drop for TestQueue {
+    fn drop(&mut self) {
+        let conf = self.client.config().clone();
+        let urls = [self.url.clone(), self.dlq_url.clone()];
+        run_cleanup(format!("queue {}", self.url), move || async move {
+            let sqs = aws_sdk_sqs::Client::from_conf(conf);
+            for url in urls {
+                sqs.delete_queue()
+                    .queue_url(&url)
+                    .send()
+                    .await
+                    .map_err(|e| format!("DeleteQueue {url}: {e:?}"))?;
+            }
+            Ok(())
+        });
+    }
+}

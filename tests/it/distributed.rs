@@ -1,0 +1,561 @@
+//! Distributed restores: planner and worker handlers in-process, `ddb-pitr worker` processes, against
+//! moto's S3, DynamoDB and SQS.
+
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::ScalarAttributeType as T;
+use ddb_pitr::control::{Acquired, FileStatus};
+use ddb_pitr::synth::{self, IncrementalSpec, SynthOutput, SynthSpec};
+use serde_json::Value;
+
+use crate::cli::{self, REAL_FULL, REAL_INC1, REAL_INC2};
+use crate::cloud::{Cloud, LAMBDA_OWNER, test_worker_options};
+use crate::support::{TestBucket, TestTable, assert_table_matches, unique_name};
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+fn uris(bucket: &TestBucket, keys: &[&str]) -> Vec<String> {
+    keys.iter().map(|k| bucket.url(k)).collect()
+}
+
+async fn generated(
+    cloud: &Cloud,
+    spec: SynthSpec,
+) -> (
+    tempfile::TempDir,
+    SynthOutput,
+    TestBucket,
+    TestTable,
+    Vec<String>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = synth::generate(dir.path(), &spec).unwrap();
+    let bucket = TestBucket::create(&cloud.aws.s3, "dist").await;
+    bucket.upload_dir(dir.path(), "").await;
+    let table = TestTable::create(&cloud.aws.ddb, "dist", ("pk", T::S), Some(("sk", T::S))).await;
+    let keys: Vec<&str> = out.exports.iter().map(|e| e.summary_key.as_str()).collect();
+    let exports = uris(&bucket, &keys);
+    (dir, out, bucket, table, exports)
+}
+
+/// A FULL export alone: `files` data files sharing `items` items, no empty file.
+fn full_only(seed: u64, files: usize, items: usize) -> SynthSpec {
+    SynthSpec {
+        seed,
+        full_items: items,
+        full_files: files,
+        big_items: 0,
+        empty_files: 0,
+        incrementals: vec![],
+        ..SynthSpec::default()
+    }
+}
+
+fn chain_spec(seed: u64, full_files: usize, full_items: usize) -> SynthSpec {
+    SynthSpec {
+        seed,
+        full_items,
+        full_files,
+        big_items: 1,
+        empty_files: 1,
+        incrementals: vec![
+            IncrementalSpec {
+                files: 3,
+                inserts: 40,
+                updates: 30,
+                deletes: 25,
+                big_inserts: 0,
+            },
+            IncrementalSpec {
+                files: 2,
+                inserts: 20,
+                updates: 20,
+                deletes: 20,
+                big_inserts: 0,
+            },
+        ],
+        ..SynthSpec::default()
+    }
+}
+
+/// Header counters per export as (done, failed, puts, deletes).
+async fn counters(cloud: &Cloud, restore_id: &str) -> Vec<(u64, u64, u64, u64)> {
+    let header = cloud.control.header(restore_id).await.unwrap().unwrap();
+    header
+        .exports
+        .iter()
+        .map(|e| (e.done, e.failed, e.puts, e.deletes))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn real_export_chain_through_lambda_handlers_and_idempotent_planning() {
+    let cloud = Cloud::new(test_worker_options()).await;
+    let (bucket, table) = cli::real_export_setup(&cloud.aws).await;
+    let exports = uris(&bucket, &[REAL_FULL, REAL_INC1, REAL_INC2]);
+    let id = unique_name("real");
+
+    // The real chain has a 69 s gap: refused without allow_gaps, before anything is recorded.
+    let refused = cloud
+        .planner_call(
+            "planner-plan.json",
+            serde_json::json!({"restore_id": id, "table": table.name, "exports": exports, "report_uri": null}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(refused.error_type, "Fatal");
+    assert!(
+        refused.error_message.contains("gap of 1m 9s 378ms"),
+        "{}",
+        refused.error_message
+    );
+    assert_eq!(cloud.control_items().await, 0);
+
+    let summary = cloud.plan(&id, &table.name, &exports, true).await;
+    assert_eq!(summary["created"], true);
+    assert_eq!(summary["exports"], 3);
+    assert_eq!(summary["chain_discontinuities"], 1);
+    let files = summary["files"].as_u64().unwrap();
+    assert_eq!(cloud.control_items().await as u64, files + 1);
+
+    // Planning again finds the same restore and writes nothing new; a different restore under the same id
+    // is refused.
+    let again = cloud.plan(&id, &table.name, &exports, true).await;
+    assert_eq!(again["created"], false);
+    assert_eq!(again["files"], files);
+    assert_eq!(cloud.control_items().await as u64, files + 1);
+    let other = cloud
+        .planner_call(
+            "planner-plan.json",
+            serde_json::json!({"restore_id": id, "table": table.name, "exports": &exports[..1], "report_uri": null}),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        other.error_message.contains("already used"),
+        "{}",
+        other.error_message
+    );
+
+    // Export 1 cannot be enqueued before export 0 is finished.
+    let early = cloud.plan_export(&id, 1).await.unwrap_err();
+    assert!(
+        early.error_message.contains("not finished"),
+        "{}",
+        early.error_message
+    );
+
+    let last = cloud.drive(&id, 0..3, 2, MINUTE).await;
+    assert_eq!(last["all_finished"], true, "{last}");
+    assert_eq!(last["failed_files_total"], 0);
+    assert_table_matches(
+        &cloud.aws.ddb,
+        &table.name,
+        cli::real_export().join("expected-after-chain.jsonl"),
+    )
+    .await;
+    let c = counters(&cloud, &id).await;
+    assert_eq!(
+        c.iter().map(|&(_, _, p, d)| (p, d)).collect::<Vec<_>>(),
+        vec![(3, 0), (6, 0), (3, 2)]
+    );
+    for (k, &(done, failed, _, _)) in c.iter().enumerate() {
+        let files = cloud.files(&id, k).await;
+        assert_eq!(done, files.len() as u64);
+        assert_eq!(failed, 0);
+        assert!(
+            files
+                .iter()
+                .all(|f| f.status == FileStatus::Done && f.md5_verified)
+        );
+    }
+
+    // Enqueueing a finished export again sends nothing.
+    let replay = cloud.plan_export(&id, 0).await.unwrap();
+    assert_eq!(replay["already_enqueued"], true);
+    assert_eq!(replay["messages_sent"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn generated_chain_through_lambda_handlers() {
+    let cloud = Cloud::new(test_worker_options()).await;
+    let (_dir, out, _bucket, table, exports) = generated(&cloud, chain_spec(21, 5, 400)).await;
+    let id = unique_name("gen");
+    let summary = cloud.plan(&id, &table.name, &exports, false).await;
+    assert_eq!(summary["exports"], 3);
+    let last = cloud.drive(&id, 0..3, 3, MINUTE).await;
+    assert_eq!(last["all_finished"], true, "{last}");
+    assert_table_matches(&cloud.aws.ddb, &table.name, out.expected.last().unwrap()).await;
+    for (k, export) in out.exports.iter().enumerate() {
+        let header = counters(&cloud, &id).await[k];
+        assert_eq!(header.0, export.files.len() as u64);
+        assert_eq!(
+            header.2 + header.3,
+            export.item_count,
+            "export {k}: puts + deletes"
+        );
+        for f in cloud.files(&id, k).await {
+            assert_eq!(f.position.lines, f.file.item_count, "{}", f.file.key);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_same_message_delivered_twice_at_once_writes_and_counts_once() {
+    let cloud = Cloud::new(test_worker_options()).await;
+    let spec = full_only(5, 2, 600);
+    let (_dir, out, _bucket, table, exports) = generated(&cloud, spec).await;
+    let id = unique_name("dup");
+    cloud.plan(&id, &table.name, &exports, false).await;
+    cloud.plan_export(&id, 0).await.unwrap();
+    let mut messages = Vec::new();
+    while messages.len() < 2 {
+        messages.extend(cloud.receive().await);
+    }
+    // Both messages, each delivered to two concurrent invocations.
+    let (a, b) = tokio::join!(
+        cloud.invoke_worker(&messages, Duration::from_secs(60)),
+        cloud.invoke_worker(&messages, Duration::from_secs(60))
+    );
+    // Per file, exactly one invocation held the lease: the other reported a failure (lease busy) or, if it
+    // came after the first finished, found the file DONE.
+    let failures = a.batch_item_failures.len() + b.batch_item_failures.len();
+    assert!(failures <= 2, "{a:?} {b:?}");
+    cloud.delete_succeeded(&messages, &a).await;
+    cloud.delete_succeeded(&messages, &b).await;
+    let last = cloud
+        .with_pollers(1, MINUTE, cloud.wait_finished(&id, 0))
+        .await;
+    assert_eq!(last["files_done"], 2, "{last}");
+    assert_table_matches(&cloud.aws.ddb, &table.name, &out.expected[0]).await;
+    assert_eq!(counters(&cloud, &id).await[0], (2, 0, 600, 0));
+    for f in cloud.files(&id, 0).await {
+        assert_eq!(f.position.puts, f.file.item_count);
+        assert_eq!(f.finished_by.as_deref(), Some(LAMBDA_OWNER));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_lease_is_taken_over_and_its_old_holder_can_no_longer_write() {
+    let cloud = Cloud::new(test_worker_options()).await;
+    let (_dir, out, _bucket, table, exports) = generated(&cloud, full_only(17, 1, 300)).await;
+    let id = unique_name("takeover");
+    cloud.plan(&id, &table.name, &exports, false).await;
+    let key = cloud.files(&id, 0).await[0].file.key.clone();
+    // A worker that crashed right after leasing the file: its lease has no time left.
+    let stale = match cloud
+        .control
+        .acquire(&id, 0, &key, "crashed-worker", Duration::ZERO)
+        .await
+        .unwrap()
+    {
+        Acquired::Leased(lease) => lease,
+        other => panic!("a PENDING file with a free lease must be leased: {other:?}"),
+    };
+    let last = cloud.drive(&id, 0..1, 1, MINUTE).await;
+    assert_eq!(last["files_done"], 1, "{last}");
+    let file = &cloud.files(&id, 0).await[0];
+    assert_eq!(file.finished_by.as_deref(), Some(LAMBDA_OWNER));
+    assert_eq!(file.deliveries, 2, "the crashed lease, then the takeover");
+
+    // The old holder wakes up: none of its lease-conditioned writes lands.
+    let mut behind = file.position;
+    behind.offset = 1;
+    let ten = Duration::from_secs(10);
+    assert!(!cloud.control.checkpoint(&stale, behind, ten).await.unwrap());
+    assert!(!cloud.control.release(&stale, behind, false).await.unwrap());
+    assert!(!cloud.control.complete(&stale, behind, 1).await.unwrap());
+    assert!(!cloud.control.fail(&stale, behind, "late").await.unwrap());
+    assert_eq!(
+        &cloud.files(&id, 0).await[0],
+        file,
+        "the file item is unchanged"
+    );
+    assert_eq!(counters(&cloud, &id).await[0], (1, 0, 300, 0));
+    assert_table_matches(&cloud.aws.ddb, &table.name, &out.expected[0]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tiny_deadline_needs_many_continuations_and_still_finishes_exactly() {
+    let mut options = test_worker_options();
+    options.deadline_margin = Duration::from_millis(200);
+    options.checkpoint_interval = Duration::from_millis(50);
+    options.settings.inflight_batches = 1;
+    // On a loaded machine a 500 ms window can pass without one batch acknowledged; that is a stall, and
+    // three in a row fail the file (tested below). Here only continuations are under test.
+    options.max_stalls = u32::MAX;
+    let cloud = Cloud::new(options).await;
+    let spec = full_only(9, 1, 1500);
+    let (_dir, out, _bucket, table, exports) = generated(&cloud, spec).await;
+    let id = unique_name("deadline");
+    cloud
+        .planner_call(
+            "planner-plan.json",
+            serde_json::json!({"restore_id": id, "table": table.name, "exports": exports, "batch_size": 5, "report_uri": null}),
+        )
+        .await
+        .unwrap();
+    // 700 ms per invocation, reading stops 200 ms before the deadline.
+    let last = cloud.drive(&id, 0..1, 1, Duration::from_millis(700)).await;
+    assert_eq!(last["files_done"], 1, "{last}");
+    assert_table_matches(&cloud.aws.ddb, &table.name, &out.expected[0]).await;
+    let file = &cloud.files(&id, 0).await[0];
+    assert!(
+        file.deliveries >= 4,
+        "the file should need several continuations, took {} deliveries",
+        file.deliveries
+    );
+    assert_eq!(file.position.puts, 1500);
+    assert_eq!(counters(&cloud, &id).await[0], (1, 0, 1500, 0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invocations_that_never_move_the_checkpoint_fail_the_file_after_max_stalls() {
+    let options = test_worker_options();
+    // Each invocation gets 100 ms: less than half the 400 ms margin, so both the soft and the hard stop
+    // are already due when the file is leased and no batch can be acknowledged.
+    let invocation = options.deadline_margin / 4;
+    let max_stalls = options.max_stalls;
+    let cloud = Cloud::new(options).await;
+    let (_dir, _out, _bucket, table, exports) = generated(&cloud, full_only(13, 1, 200)).await;
+    let id = unique_name("stall");
+    cloud.plan(&id, &table.name, &exports, false).await;
+    let last = cloud.drive(&id, 0..1, 1, invocation).await;
+    assert_eq!(last["files_failed"], 1, "{last}");
+    assert_eq!(last["failed_files_total"], 1, "{last}");
+    let file = &cloud.files(&id, 0).await[0];
+    assert_eq!(file.status, FileStatus::Failed);
+    assert_eq!(
+        file.deliveries,
+        u64::from(max_stalls),
+        "one delivery per stall"
+    );
+    assert_eq!(file.position.offset, 0);
+    let error = file.error.as_deref().unwrap();
+    for needle in [
+        file.export_id.as_str(),
+        file.file.key.as_str(),
+        &format!("{max_stalls} consecutive invocations"),
+        "byte offset 0",
+        "ddb-pitr worker",
+    ] {
+        assert!(error.contains(needle), "{needle:?} missing from {error}");
+    }
+    // A FAILED export is finished, and the next one is not planned.
+    assert_eq!(counters(&cloud, &id).await[0], (0, 1, 0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_file_ends_failed_with_its_error_and_the_others_finish() {
+    let cloud = Cloud::new(test_worker_options()).await;
+    let (dir, out, bucket, table, exports) = generated(&cloud, chain_spec(33, 3, 150)).await;
+    // Replace the second data file of the FULL export with other gzip data: its MD5 no longer matches.
+    let full_files = {
+        let summary: Value =
+            serde_json::from_slice(&bucket.get(&out.exports[0].summary_key).await.unwrap())
+                .unwrap();
+        assert!(summary["itemCount"].as_u64().unwrap() > 0);
+        out.exports[0].files.clone()
+    };
+    let victim = full_files
+        .iter()
+        .find(|f| f.item_count > 0)
+        .unwrap()
+        .key
+        .clone();
+    let good = std::fs::read(dir.path().join(&victim)).unwrap();
+    let mut lines = String::from_utf8(gunzip(&good)).unwrap();
+    lines.push_str("{\"Item\":{\"pk\":{\"S\":\"extra\"},\"sk\":{\"S\":\"line\"}}}\n");
+    bucket.put(&victim, synth::gzip(lines.as_bytes())).await;
+
+    let id = unique_name("bad");
+    cloud.plan(&id, &table.name, &exports, false).await;
+    let last = cloud.drive(&id, 0..3, 2, MINUTE).await;
+    assert_eq!(last["export_index"], 0);
+    assert_eq!(last["export_finished"], true);
+    assert_eq!(last["files_failed"], 1, "{last}");
+    assert_eq!(last["next_export"], Value::Null);
+    let files = cloud.files(&id, 0).await;
+    let failed: Vec<_> = files
+        .iter()
+        .filter(|f| f.status == FileStatus::Failed)
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].file.key, victim);
+    let error = failed[0].error.as_deref().unwrap();
+    assert!(error.contains(&victim) && error.contains("MD5"), "{error}");
+    assert_eq!(
+        files
+            .iter()
+            .filter(|f| f.status == FileStatus::Done)
+            .count(),
+        files.len() - 1
+    );
+    // The incremental exports are never applied on top of an incomplete FULL export.
+    let refused = cloud.plan_export(&id, 1).await.unwrap_err();
+    assert!(
+        refused.error_message.contains("failed file"),
+        "{}",
+        refused.error_message
+    );
+}
+
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::MultiGzDecoder::new(bytes)
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}
+
+/// A `ddb-pitr worker` process on the cloud's queue and control table.
+fn spawn_cli_worker(cloud: &Cloud, name: &str, extra: &[&str]) -> tokio::process::Child {
+    let mut cmd = cli::command();
+    cmd.env("HOSTNAME", name).args([
+        "worker",
+        "--queue-url",
+        &cloud.queue.url,
+        "--control-table",
+        &cloud.control_table.name,
+        "--endpoint-url",
+        &cloud.aws.endpoint,
+        "--wait-time",
+        "1s",
+        "--visibility-timeout",
+        "30s",
+        "--lease",
+        "10s",
+        "--checkpoint-interval",
+        "100ms",
+        "--workers",
+        "2",
+    ]);
+    cmd.args(extra);
+    cmd.spawn().expect("spawn ddb-pitr worker")
+}
+
+async fn sigterm_and_wait(child: tokio::process::Child) -> (Option<i32>, String, String) {
+    let pid = child.id().expect("running").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().await.unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cli_workers_and_lambda_handlers_restore_one_chain_together() {
+    let cloud = Cloud::new(test_worker_options()).await;
+    let (_dir, out, _bucket, table, exports) = generated(&cloud, chain_spec(44, 4, 300)).await;
+    let id = unique_name("mixed");
+    cloud.plan(&id, &table.name, &exports, false).await;
+
+    // Export 0 by a CLI worker alone, export 1 by Lambda handlers alone, export 2 by both at once.
+    let cli_worker = spawn_cli_worker(&cloud, "ec2-a", &[]);
+    let p = cloud.drive_exports(&id, 0..1).await;
+    assert_eq!(p["files_failed"], 0, "{p}");
+    let (code, stdout, stderr) = sigterm_and_wait(cli_worker).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let stats: Value = serde_json::from_str(&stdout).expect("worker prints its stats");
+    assert_eq!(stats["files_done"], out.exports[0].files.len(), "{stats}");
+
+    let p = cloud.drive(&id, 1..2, 2, MINUTE).await;
+    assert_eq!(p["files_failed"], 0, "{p}");
+
+    let cli_worker = spawn_cli_worker(&cloud, "ec2-b", &[]);
+    let p = cloud.drive(&id, 2..3, 1, MINUTE).await;
+    assert_eq!(p["all_finished"], true, "{p}");
+    let (code, _, stderr) = sigterm_and_wait(cli_worker).await;
+    assert_eq!(code, Some(0), "{stderr}");
+
+    assert_table_matches(&cloud.aws.ddb, &table.name, out.expected.last().unwrap()).await;
+    let owners = |files: Vec<ddb_pitr::control::FileRecord>| -> Vec<String> {
+        files
+            .into_iter()
+            .map(|f| f.finished_by.unwrap_or_default())
+            .collect()
+    };
+    assert!(
+        owners(cloud.files(&id, 0).await)
+            .iter()
+            .all(|o| o.starts_with("ec2-a:"))
+    );
+    assert!(
+        owners(cloud.files(&id, 1).await)
+            .iter()
+            .all(|o| o == LAMBDA_OWNER)
+    );
+    let last = owners(cloud.files(&id, 2).await);
+    assert!(
+        last.iter()
+            .all(|o| o.starts_with("ec2-b:") || o == LAMBDA_OWNER),
+        "{last:?}"
+    );
+    for (k, export) in out.exports.iter().enumerate() {
+        let (done, failed, puts, deletes) = counters(&cloud, &id).await[k];
+        assert_eq!((done, failed), (export.files.len() as u64, 0));
+        assert_eq!(puts + deletes, export.item_count);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cli_worker_stopped_mid_file_saves_its_checkpoint_and_another_worker_finishes() {
+    let cloud = Cloud::new(test_worker_options()).await;
+    let spec = full_only(12, 1, 4000);
+    let (_dir, out, _bucket, table, exports) = generated(&cloud, spec).await;
+    let id = unique_name("sigterm");
+    cloud
+        .planner_call(
+            "planner-plan.json",
+            serde_json::json!({"restore_id": id, "table": table.name, "exports": exports, "batch_size": 5, "report_uri": null}),
+        )
+        .await
+        .unwrap();
+    cloud.plan_export(&id, 0).await.unwrap();
+    let worker = spawn_cli_worker(&cloud, "ec2-stop", &["--inflight-batches", "1"]);
+    // Watch the control table, not the clock: stop once a checkpoint is saved mid-file.
+    let give_up = std::time::Instant::now() + Duration::from_secs(60);
+    let saved = loop {
+        let f = cloud.files(&id, 0).await.remove(0);
+        if f.position.lines > 0 {
+            break f.position;
+        }
+        assert!(
+            std::time::Instant::now() < give_up,
+            "no checkpoint after 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let (code, stdout, stderr) = sigterm_and_wait(worker).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let stats: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(stats["files_done"], 0, "stopped mid-file: {stats}");
+    assert_eq!(stats["returned"], 1, "{stats}");
+    let f = cloud.files(&id, 0).await.remove(0);
+    assert_eq!(f.status, FileStatus::Pending);
+    assert!(
+        f.position.lines >= saved.lines && f.position.lines < 4000,
+        "{:?}",
+        f.position
+    );
+    assert_eq!(f.lease_expires_ms, 0, "the lease was released");
+    assert!(f.lease_owner.is_none());
+
+    // The message was handed back at once; an in-process Lambda worker finishes the file from there.
+    let p = cloud
+        .with_pollers(1, MINUTE, cloud.wait_finished(&id, 0))
+        .await;
+    assert_eq!(p["files_done"], 1, "{p}");
+    assert_table_matches(&cloud.aws.ddb, &table.name, &out.expected[0]).await;
+    let f = cloud.files(&id, 0).await.remove(0);
+    assert_eq!(f.position.puts, 4000);
+    assert_eq!(f.deliveries, 2);
+    assert_eq!(counters(&cloud, &id).await[0], (1, 0, 4000, 0));
+}
