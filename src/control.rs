@@ -21,7 +21,9 @@ use crate::checkpoint::FilePosition;
 use crate::error::{Error, Result};
 use crate::manifest::{DataFile, Export, ExportType, OutputView, SummaryChecksum};
 use crate::table::KeySchema;
-use crate::write::{DynamoWriter, RetryPolicy, WriteFailure, WriteStats, write_all};
+use crate::write::{
+    DynamoWriter, RetryPolicy, WriteFailure, WriteStats, WriteStatsSnapshot, write_all,
+};
 
 /// Version of the item layout below. Readers refuse items of another version.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -190,7 +192,7 @@ impl FileMessage {
 }
 
 /// One data file's item.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct FileRecord {
     pub export_index: usize,
     pub export_id: String,
@@ -213,6 +215,16 @@ pub struct FileRecord {
     pub error: Option<String>,
     /// The lease owner that marked the file DONE or FAILED.
     pub finished_by: Option<String>,
+    /// BatchWriteItem statistics of every lease on the file, up to its checkpoint.
+    pub writes: WriteStatsSnapshot,
+}
+
+/// What a lease-conditioned write records: the file's checkpoint and the write statistics of every lease
+/// on the file so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct FileProgress {
+    pub position: FilePosition,
+    pub writes: WriteStatsSnapshot,
 }
 
 /// A lease held on one file: only the holder of `token` can move its checkpoint or finish it.
@@ -603,11 +615,11 @@ impl ControlTable {
     pub async fn checkpoint(
         &self,
         lease: &Lease,
-        position: FilePosition,
+        progress: &FileProgress,
         lease_for: Duration,
     ) -> Result<bool> {
         let exp = epoch_ms(SystemTime::now()) + lease_for.as_millis() as u64;
-        self.leased_update(lease, CHECKPOINT, position, vec![(":exp", n(exp))])
+        self.leased_update(lease, CHECKPOINT, progress, vec![(":exp", n(exp))])
             .await
     }
 
@@ -616,14 +628,14 @@ impl ControlTable {
     pub async fn release(
         &self,
         lease: &Lease,
-        position: FilePosition,
+        progress: &FileProgress,
         stalled: bool,
     ) -> Result<bool> {
         let stalls = if stalled { lease.record.stalls + 1 } else { 0 };
         self.leased_update(
             lease,
             RELEASE,
-            position,
+            progress,
             vec![(":zero", n(0)), (":stalls", n(stalls.into()))],
         )
         .await
@@ -633,7 +645,7 @@ impl ControlTable {
         &self,
         lease: &Lease,
         expression: &str,
-        position: FilePosition,
+        progress: &FileProgress,
         extra: Vec<(&str, AttributeValue)>,
     ) -> Result<bool> {
         let mut req = self
@@ -651,7 +663,7 @@ impl ControlTable {
             .expression_attribute_values(":token", s(&lease.token))
             .expression_attribute_values(":pending", s(FileStatus::Pending.as_str()))
             .expression_attribute_values(":at", s(crate::checkpoint::now()));
-        for (name, value) in position_values(position).into_iter().chain(extra) {
+        for (name, value) in progress_values(progress).into_iter().chain(extra) {
             req = req.expression_attribute_values(name, value);
         }
         match req.send().await {
@@ -666,23 +678,23 @@ impl ControlTable {
     pub async fn complete(
         &self,
         lease: &Lease,
-        position: FilePosition,
+        progress: &FileProgress,
         compressed_bytes: u64,
     ) -> Result<bool> {
-        self.finish(lease, position, FileStatus::Done, compressed_bytes, None)
+        self.finish(lease, progress, FileStatus::Done, compressed_bytes, None)
             .await
     }
 
     /// Marks the file FAILED with the error text and counts it in the header, in one transaction.
-    pub async fn fail(&self, lease: &Lease, position: FilePosition, error: &str) -> Result<bool> {
-        self.finish(lease, position, FileStatus::Failed, 0, Some(error))
+    pub async fn fail(&self, lease: &Lease, progress: &FileProgress, error: &str) -> Result<bool> {
+        self.finish(lease, progress, FileStatus::Failed, 0, Some(error))
             .await
     }
 
     async fn finish(
         &self,
         lease: &Lease,
-        position: FilePosition,
+        progress: &FileProgress,
         status: FileStatus,
         compressed_bytes: u64,
         error: Option<&str>,
@@ -709,9 +721,10 @@ impl ControlTable {
             .expression_attribute_values(":token", s(&lease.token))
             .expression_attribute_values(":owner", s(&lease.owner))
             .expression_attribute_values(":pending", s(FileStatus::Pending.as_str()));
-        for (name, value) in position_values(position) {
+        for (name, value) in progress_values(progress) {
             file = file.expression_attribute_values(name, value);
         }
+        let position = progress.position;
         let header = if status == FileStatus::Done {
             Update::builder()
                 .update_expression(
@@ -792,11 +805,11 @@ const ACQUIRE: &str = "SET #lease_owner = :owner, #lease_token = :token, #lease_
 const ACQUIRE_IF: &str = "#status = :pending AND #lease_expires < :now";
 const LEASE_HELD: &str = "#lease_token = :token AND #status = :pending";
 const CHECKPOINT: &str = "SET #offset = :off, #lines = :lines, #puts = :puts, #deletes = :deletes, \
-     #lease_expires = :exp, #updated_at = :at";
+     #writes = :writes, #lease_expires = :exp, #updated_at = :at";
 const RELEASE: &str = "SET #offset = :off, #lines = :lines, #puts = :puts, #deletes = :deletes, \
-     #lease_expires = :zero, #stalls = :stalls, #updated_at = :at REMOVE #lease_owner, #lease_token";
+     #writes = :writes, #lease_expires = :zero, #stalls = :stalls, #updated_at = :at REMOVE #lease_owner, #lease_token";
 const FINISH: &str = "SET #status = :status, #offset = :off, #lines = :lines, #puts = :puts, \
-     #deletes = :deletes, #compressed_bytes = :bytes, #md5_verified = :verified, #lease_expires = :zero, \
+     #deletes = :deletes, #writes = :writes, #compressed_bytes = :bytes, #md5_verified = :verified, #lease_expires = :zero, \
      #updated_at = :at, #error = :err, #finished_by = :owner REMOVE #lease_owner, #lease_token";
 
 /// `#name` → `name` for every placeholder in the expressions.
@@ -849,12 +862,17 @@ fn file_key(restore_id: &str, k: usize, key: &str) -> HashMap<String, AttributeV
     ])
 }
 
-fn position_values(p: FilePosition) -> [(&'static str, AttributeValue); 4] {
+fn progress_values(progress: &FileProgress) -> [(&'static str, AttributeValue); 5] {
+    let p = progress.position;
     [
         (":off", n(p.offset)),
         (":lines", n(p.lines)),
         (":puts", n(p.puts)),
         (":deletes", n(p.deletes)),
+        (
+            ":writes",
+            s(serde_json::to_string(&progress.writes).expect("statistics serialise")),
+        ),
     ]
 }
 
@@ -1045,6 +1063,11 @@ fn parse_file(table: &str, item: &HashMap<String, AttributeValue>) -> Result<Fil
         stalls: f.num_or_zero("stalls")? as u32,
         error: f.opt_str("error"),
         finished_by: f.opt_str("finished_by"),
+        writes: match f.opt_str("writes") {
+            Some(json) => serde_json::from_str(&json)
+                .map_err(|e| f.bad(format!("attribute writes is not write statistics: {e}")))?,
+            None => WriteStatsSnapshot::default(),
+        },
     })
 }
 
@@ -1078,7 +1101,8 @@ mod tests {
         assert_eq!(n["#offset"], "offset");
         assert_eq!(n["#lease_token"], "lease_token");
         assert_eq!(n["#status"], "status");
-        assert_eq!(n.len(), 10);
+        assert_eq!(n["#writes"], "writes");
+        assert_eq!(n.len(), 11);
         for expr in [ACQUIRE, ACQUIRE_IF, LEASE_HELD, CHECKPOINT, RELEASE, FINISH] {
             let bare = expr
                 .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '#' || c == ':'))

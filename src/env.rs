@@ -35,6 +35,20 @@ pub fn number<T: std::str::FromStr>(name: &str, default: T) -> Result<T> {
     }
 }
 
+/// `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`), or `default` when the variable is unset.
+pub fn flag(name: &str, default: bool) -> Result<bool> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => match v.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            _ => Err(Error::Usage(format!(
+                "environment variable {name}={v:?} is not true or false"
+            ))),
+        },
+        _ => Ok(default),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -54,6 +68,12 @@ mod tests {
         unsafe { std::env::set_var("DDB_PITR_TEST_ENV_N", "x") };
         let e = number("DDB_PITR_TEST_ENV_N", 1u32).unwrap_err().to_string();
         assert!(e.contains("DDB_PITR_TEST_ENV_N"), "{e}");
+        unsafe { std::env::set_var("DDB_PITR_TEST_ENV_F", "Off") };
+        assert!(!flag("DDB_PITR_TEST_ENV_F", true).unwrap());
+        assert!(flag("DDB_PITR_TEST_ENV_UNSET", true).unwrap());
+        unsafe { std::env::set_var("DDB_PITR_TEST_ENV_G", "maybe") };
+        let e = flag("DDB_PITR_TEST_ENV_G", true).unwrap_err().to_string();
+        assert!(e.contains("DDB_PITR_TEST_ENV_G"), "{e}");
         let e = required("DDB_PITR_TEST_ENV_UNSET").unwrap_err().to_string();
         assert!(e.contains("DDB_PITR_TEST_ENV_UNSET is not set"), "{e}");
     }

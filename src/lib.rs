@@ -30,6 +30,7 @@ pub mod env;
 pub mod error;
 pub mod location;
 pub mod manifest;
+pub mod metrics;
 pub mod plan;
 pub mod progress;
 pub mod report;

@@ -18,12 +18,14 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::checkpoint::FilePosition;
-use crate::control::{Acquired, ControlTable, FileMessage, FileStatus, Lease, RestorePlan};
+use crate::control::{
+    Acquired, ControlTable, FileMessage, FileProgress, FileStatus, Lease, RestorePlan,
+};
 use crate::engine::{Engine, FileOutcome, FileRef, Settings};
 use crate::error::{Error, Result};
 use crate::restore::Clients;
 use crate::source::{ObjectReader, S3Reader};
-use crate::write::{BatchWriter, DynamoWriter, RetryPolicy, WriteStats};
+use crate::write::{BatchWriter, DynamoWriter, RetryPolicy, WriteStats, WriteStatsSnapshot};
 
 /// How a worker paces itself.
 #[derive(Debug, Clone)]
@@ -41,6 +43,8 @@ pub struct WorkerOptions {
     /// Consecutive deadline-bound leases without progress after which a file is FAILED: it cannot be
     /// finished within the function's timeout.
     pub max_stalls: u32,
+    /// Print one CloudWatch embedded-metric-format line on stdout per lease (see [`crate::metrics`]).
+    pub emit_metrics: bool,
 }
 
 impl Default for WorkerOptions {
@@ -52,6 +56,7 @@ impl Default for WorkerOptions {
             checkpoint_interval: Duration::from_secs(10),
             deadline_margin: Duration::from_secs(30),
             max_stalls: 3,
+            emit_metrics: false,
         }
     }
 }
@@ -214,6 +219,7 @@ impl Worker {
         Ok(plan)
     }
 
+    /// Works on a leased file, then adds the lease's write statistics to the worker's and reports them.
     async fn run_file(
         &self,
         msg: &FileMessage,
@@ -222,7 +228,39 @@ impl Worker {
         deadline: Option<Instant>,
         stop: &CancellationToken,
     ) -> Disposition {
+        let started = std::time::Instant::now();
+        let lease_stats = Arc::new(WriteStats::default());
+        let (progress, position) = watch::channel(lease.record.position);
+        let disposition = self
+            .run_lease(msg, plan, lease, deadline, stop, &lease_stats, progress)
+            .await;
+        let writes = lease_stats.snapshot();
+        self.stats.add(&writes);
+        if self.options.emit_metrics {
+            let end = *position.borrow();
+            let line = lease_metrics(plan, lease, &disposition, end, &writes, started.elapsed());
+            println!("{line}");
+        }
+        disposition
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run_lease(
+        &self,
+        msg: &FileMessage,
+        plan: &RestorePlan,
+        lease: &Lease,
+        deadline: Option<Instant>,
+        stop: &CancellationToken,
+        lease_stats: &Arc<WriteStats>,
+        progress: watch::Sender<FilePosition>,
+    ) -> Disposition {
         let record = &lease.record;
+        // What every lease-conditioned write records: the position and all leases' write statistics.
+        let mark = |position: FilePosition| FileProgress {
+            position,
+            writes: record.writes.plus(&lease_stats.snapshot()),
+        };
         let engine = Engine {
             objects: self.objects.clone(),
             writer: Some(self.writer.clone()),
@@ -232,7 +270,7 @@ impl Worker {
                 batch_size: plan.options.batch_size,
                 ..self.options.settings.clone()
             },
-            stats: self.stats.clone(),
+            stats: lease_stats.clone(),
         };
         let file = FileRef {
             export_id: &record.export_id,
@@ -241,7 +279,7 @@ impl Worker {
             file: &record.file,
         };
         let start = record.position;
-        let (progress, position) = watch::channel(start);
+        let position = progress.subscribe();
         let file_stop = stop.child_token();
         // Boxed so that it can be dropped (abandoning in-flight batches) before this function returns.
         let mut work = Box::pin(engine.process_file(file, start, &progress, &file_stop));
@@ -270,7 +308,9 @@ impl Worker {
                 // moved (a resumed file first skips what is already written).
                 _ = tick.tick(), if saving.is_empty() && !lost => {
                     let p = *position.borrow();
-                    saving.push(self.control.checkpoint(lease, p, self.options.lease));
+                    let m = mark(p);
+                    let lease_for = self.options.lease;
+                    saving.push(async move { self.control.checkpoint(lease, &m, lease_for).await });
                 }
                 Some(saved) = saving.next() => match saved {
                     Ok(true) => {}
@@ -289,15 +329,16 @@ impl Worker {
             lost |= matches!(saved, Ok(false));
         }
         let position = *position.borrow();
+        let end = mark(position);
         if lost {
-            return self.lease_lost(lease, position).await;
+            return self.lease_lost(lease, &end).await;
         }
         let file_name = &record.file.key;
         match result {
             Some(Ok(o)) if o.complete => {
                 return match self
                     .control
-                    .complete(lease, o.position, o.compressed_bytes)
+                    .complete(lease, &mark(o.position), o.compressed_bytes)
                     .await
                 {
                     Ok(true) => {
@@ -309,28 +350,26 @@ impl Worker {
                         );
                         Disposition::Ack(Ack::Done)
                     }
-                    Ok(false) => self.lease_lost(lease, position).await,
-                    Err(e) => self.give_back(lease, position, false, e).await,
+                    Ok(false) => self.lease_lost(lease, &end).await,
+                    Err(e) => self.give_back(lease, &end, false, e).await,
                 };
             }
             Some(Err(e)) if !e.is_retryable() => {
                 tracing::error!(file = file_name, "file failed: {e}");
-                return match self.control.fail(lease, position, &e.to_string()).await {
+                return match self.control.fail(lease, &end, &e.to_string()).await {
                     Ok(true) => Disposition::Ack(Ack::Failed(true)),
-                    Ok(false) => self.lease_lost(lease, position).await,
-                    Err(save) => self.give_back(lease, position, false, save).await,
+                    Ok(false) => self.lease_lost(lease, &end).await,
+                    Err(save) => self.give_back(lease, &end, false, save).await,
                 };
             }
             Some(Err(e)) if !deadline_hit => {
-                return self.give_back(lease, position, false, e).await;
+                return self.give_back(lease, &end, false, e).await;
             }
             // Stopped before the end of the file: by the deadline, or by `stop`.
             _ => {}
         }
         if !deadline_hit {
-            return self
-                .give_back(lease, position, false, Error::Interrupted)
-                .await;
+            return self.give_back(lease, &end, false, Error::Interrupted).await;
         }
         let stalled = position == start;
         if stalled && record.stalls + 1 >= self.options.max_stalls {
@@ -343,15 +382,15 @@ impl Worker {
                 position.offset
             );
             tracing::error!("{message}");
-            return match self.control.fail(lease, position, &message).await {
+            return match self.control.fail(lease, &end, &message).await {
                 Ok(true) => Disposition::Ack(Ack::Failed(true)),
-                Ok(false) => self.lease_lost(lease, position).await,
-                Err(e) => self.give_back(lease, position, true, e).await,
+                Ok(false) => self.lease_lost(lease, &end).await,
+                Err(e) => self.give_back(lease, &end, true, e).await,
             };
         }
-        match self.control.release(lease, position, stalled).await {
+        match self.control.release(lease, &end, stalled).await {
             Ok(true) => {}
-            Ok(false) => return self.lease_lost(lease, position).await,
+            Ok(false) => return self.lease_lost(lease, &end).await,
             Err(e) => {
                 return Disposition::Retry {
                     after: Duration::ZERO,
@@ -381,7 +420,7 @@ impl Worker {
     /// A write conditioned on the lease failed. The message is acknowledged only when the file is finished or
     /// another worker holds a lease on it (that worker's own delivery carries the file on); otherwise it is
     /// left for redelivery, so that no PENDING file is ever left without a message.
-    async fn lease_lost(&self, lease: &Lease, position: FilePosition) -> Disposition {
+    async fn lease_lost(&self, lease: &Lease, end: &FileProgress) -> Disposition {
         let record = &lease.record;
         let current = self
             .control
@@ -414,7 +453,7 @@ impl Worker {
                             ),
                             retryable: true,
                         };
-                        self.give_back(lease, position, false, cause).await
+                        self.give_back(lease, end, false, cause).await
                     }
                     None => retry(format!(
                         "the lease of {} was released by another worker; the file is PENDING",
@@ -431,11 +470,11 @@ impl Worker {
     async fn give_back(
         &self,
         lease: &Lease,
-        position: FilePosition,
+        end: &FileProgress,
         stalled: bool,
         cause: Error,
     ) -> Disposition {
-        if let Err(e) = self.control.release(lease, position, stalled).await {
+        if let Err(e) = self.control.release(lease, end, stalled).await {
             tracing::warn!(
                 "lease not released (it expires on its own; the previous checkpoint stays valid): {e}"
             );
@@ -544,6 +583,76 @@ pub async fn run_queue(
         }
     }
     Ok(stats)
+}
+
+/// The EMF line of one lease: items and bytes restored, rates, and the write statistics that show
+/// throttling (see [`crate::metrics`]).
+fn lease_metrics(
+    plan: &RestorePlan,
+    lease: &Lease,
+    disposition: &Disposition,
+    end: FilePosition,
+    writes: &WriteStatsSnapshot,
+    elapsed: Duration,
+) -> String {
+    use crate::metrics::{Metric, emf_line};
+    let start = lease.record.position;
+    let items = end.lines.saturating_sub(start.lines) as f64;
+    let bytes = end.offset.saturating_sub(start.offset) as f64;
+    let seconds = elapsed.as_secs_f64();
+    let count = |name, value: u64| Metric {
+        name,
+        value: value as f64,
+        unit: "Count",
+    };
+    let outcome = match disposition {
+        Disposition::Ack(a) => format!("{a:?}"),
+        Disposition::Retry { .. } => "Retry".to_owned(),
+    };
+    emf_line(
+        std::time::SystemTime::now(),
+        &[("Table", &plan.table)],
+        &[
+            Metric {
+                name: "ItemsRestored",
+                value: items,
+                unit: "Count",
+            },
+            Metric {
+                name: "ItemsPerSecond",
+                value: items / seconds,
+                unit: "Count/Second",
+            },
+            Metric {
+                name: "DecompressedBytesPerSecond",
+                value: bytes / seconds,
+                unit: "Bytes/Second",
+            },
+            count("BatchWriteRequests", writes.batch_write_requests),
+            count("Throttles", writes.throttled_requests),
+            count("Retries", writes.retries),
+            count("UnprocessedItemsRetried", writes.unprocessed_items_retried),
+            count("ServerErrors", writes.server_errors),
+            Metric {
+                name: "ConsumedWCU",
+                value: writes.consumed_wcu,
+                unit: "Count",
+            },
+            Metric {
+                name: "LeaseSeconds",
+                value: seconds,
+                unit: "Seconds",
+            },
+        ],
+        &[
+            ("RestoreId", plan.restore_id.clone().into()),
+            ("ExportId", lease.record.export_id.clone().into()),
+            ("File", lease.record.file.key.clone().into()),
+            ("Outcome", outcome.into()),
+            ("Offset", end.offset.into()),
+            ("Owner", lease.owner.clone().into()),
+        ],
+    )
 }
 
 fn count(stats: &mut QueueStats, d: &Disposition) {

@@ -232,7 +232,41 @@ pub struct WriteStatsSnapshot {
     pub backoff_seconds: f64,
 }
 
+impl WriteStatsSnapshot {
+    /// The sum of two snapshots: statistics of work done in several parts (leases, files, workers).
+    pub fn plus(&self, other: &WriteStatsSnapshot) -> WriteStatsSnapshot {
+        WriteStatsSnapshot {
+            batch_write_requests: self.batch_write_requests + other.batch_write_requests,
+            retries: self.retries + other.retries,
+            throttled_requests: self.throttled_requests + other.throttled_requests,
+            server_errors: self.server_errors + other.server_errors,
+            unprocessed_items_retried: self.unprocessed_items_retried
+                + other.unprocessed_items_retried,
+            consumed_wcu: self.consumed_wcu + other.consumed_wcu,
+            backoff_seconds: self.backoff_seconds + other.backoff_seconds,
+        }
+    }
+}
+
 impl WriteStats {
+    /// Adds another writer's counters to these.
+    pub fn add(&self, s: &WriteStatsSnapshot) {
+        let add = |c: &AtomicU64, v: u64| c.fetch_add(v, Ordering::Relaxed);
+        add(&self.requests, s.batch_write_requests);
+        add(&self.retries, s.retries);
+        add(&self.throttled_requests, s.throttled_requests);
+        add(&self.server_errors, s.server_errors);
+        add(&self.unprocessed_items, s.unprocessed_items_retried);
+        add(
+            &self.consumed_milli_wcu,
+            (s.consumed_wcu * 1000.0).round() as u64,
+        );
+        add(
+            &self.backoff_millis,
+            (s.backoff_seconds * 1000.0).round() as u64,
+        );
+    }
+
     pub fn snapshot(&self) -> WriteStatsSnapshot {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         WriteStatsSnapshot {

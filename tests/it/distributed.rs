@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::ScalarAttributeType as T;
-use ddb_pitr::control::{Acquired, FileStatus};
+use ddb_pitr::control::{Acquired, FileProgress, FileStatus};
 use ddb_pitr::synth::{self, IncrementalSpec, SynthOutput, SynthSpec};
 use serde_json::Value;
 
@@ -259,13 +259,22 @@ async fn an_expired_lease_is_taken_over_and_its_old_holder_can_no_longer_write()
     assert_eq!(file.deliveries, 2, "the crashed lease, then the takeover");
 
     // The old holder wakes up: none of its lease-conditioned writes lands.
-    let mut behind = file.position;
-    behind.offset = 1;
+    let mut behind = FileProgress {
+        position: file.position,
+        writes: file.writes,
+    };
+    behind.position.offset = 1;
     let ten = Duration::from_secs(10);
-    assert!(!cloud.control.checkpoint(&stale, behind, ten).await.unwrap());
-    assert!(!cloud.control.release(&stale, behind, false).await.unwrap());
-    assert!(!cloud.control.complete(&stale, behind, 1).await.unwrap());
-    assert!(!cloud.control.fail(&stale, behind, "late").await.unwrap());
+    assert!(
+        !cloud
+            .control
+            .checkpoint(&stale, &behind, ten)
+            .await
+            .unwrap()
+    );
+    assert!(!cloud.control.release(&stale, &behind, false).await.unwrap());
+    assert!(!cloud.control.complete(&stale, &behind, 1).await.unwrap());
+    assert!(!cloud.control.fail(&stale, &behind, "late").await.unwrap());
     assert_eq!(
         &cloud.files(&id, 0).await[0],
         file,
@@ -307,6 +316,13 @@ async fn a_tiny_deadline_needs_many_continuations_and_still_finishes_exactly() {
     );
     assert_eq!(file.position.puts, 1500);
     assert_eq!(counters(&cloud, &id).await[0], (1, 0, 1500, 0));
+    // Write statistics add up across leases: at least one BatchWriteItem per 5 items.
+    assert!(
+        file.writes.batch_write_requests >= 300,
+        "{:?} over {} deliveries",
+        file.writes,
+        file.deliveries
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

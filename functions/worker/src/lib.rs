@@ -47,6 +47,8 @@ impl Handler {
             )?,
             lease: env::duration("DDB_PITR_LEASE", defaults.lease)?,
             max_stalls: env::number("DDB_PITR_MAX_STALLS", defaults.max_stalls)?,
+            // CloudWatch Logs turns the lines into metrics; on by default in Lambda.
+            emit_metrics: env::flag("DDB_PITR_METRICS", true)?,
             settings: ddb_pitr::engine::Settings {
                 inflight_batches: env::number(
                     "DDB_PITR_INFLIGHT_BATCHES",
