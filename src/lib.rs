@@ -23,6 +23,7 @@
 
 pub mod chain;
 pub mod checkpoint;
+pub mod cloud;
 pub mod control;
 pub mod decode;
 pub mod engine;
@@ -34,6 +35,7 @@ pub mod metrics;
 pub mod plan;
 pub mod progress;
 pub mod report;
+pub mod reporter;
 pub mod restore;
 pub mod source;
 pub mod synth;

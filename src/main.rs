@@ -8,8 +8,11 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ddb_pitr::chain::Expectations;
+use ddb_pitr::cloud;
+use ddb_pitr::control::ControlTable;
 use ddb_pitr::engine::{MAX_BATCH_SIZE, Settings};
 use ddb_pitr::manifest::{ExportType, OutputView};
+use ddb_pitr::plan::PlanRequest;
 use ddb_pitr::report::RunStatus;
 use ddb_pitr::restore::{self, Clients, RestoreOptions};
 use ddb_pitr::worker::{QueueOptions, Worker, WorkerOptions, run_queue};
@@ -38,6 +41,72 @@ enum Command {
     Restore(RestoreArgs),
     /// Process file messages of distributed restores from their SQS queue (on a PC or EC2).
     Worker(WorkerArgs),
+    /// Start and follow distributed restores (the deployed Step Functions state machine).
+    #[command(subcommand)]
+    Cloud(CloudCommand),
+}
+
+#[derive(Subcommand)]
+enum CloudCommand {
+    /// Start an execution of the restore state machine; prints its ARN and restore id as JSON.
+    Start(CloudStartArgs),
+    /// Show an execution's progress from the control table; prints the report once it has ended.
+    Status(CloudStatusArgs),
+}
+
+/// Region and endpoint of `cloud` commands.
+#[derive(Args)]
+struct AwsArgs {
+    /// AWS region (default: the standard AWS configuration chain).
+    #[arg(long)]
+    region: Option<String>,
+    /// Endpoint for every AWS service (local emulators).
+    #[arg(long, value_name = "URL")]
+    endpoint_url: Option<String>,
+}
+
+#[derive(Args)]
+struct CloudStartArgs {
+    /// The restore state machine (the stack output `StateMachineArn` of infra/template.yaml).
+    #[arg(long, value_name = "ARN", env = "DDB_PITR_STATE_MACHINE_ARN")]
+    state_machine_arn: String,
+    /// Target table. It must exist, be ACTIVE and have the export's key schema.
+    #[arg(long)]
+    table: String,
+    /// An export URI; repeat for a FULL export followed by INCREMENTAL exports, in order.
+    #[arg(long = "export", value_name = "S3_URI", required = true)]
+    exports: Vec<String>,
+    /// Restore id (default: a new time-ordered id). Starting again with the same id continues that restore.
+    #[arg(long)]
+    restore_id: Option<String>,
+    /// Requests per BatchWriteItem call.
+    #[arg(long, default_value_t = 25, value_parser = clap::value_parser!(u8).range(1..=25))]
+    batch_size: u8,
+    /// Restore even if the chain has gaps or overlaps between exports.
+    #[arg(long)]
+    allow_gaps: bool,
+    /// Where the reporter writes the JSON report (an object, or a prefix ending in /).
+    #[arg(long, value_name = "S3_URI")]
+    report_uri: Option<String>,
+    #[command(flatten)]
+    aws: AwsArgs,
+}
+
+#[derive(Args)]
+struct CloudStatusArgs {
+    /// The execution (printed by `cloud start`).
+    execution_arn: String,
+    /// The control table (the stack output `ControlTableName`).
+    #[arg(long, value_name = "TABLE", env = "DDB_PITR_CONTROL_TABLE")]
+    control_table: String,
+    /// Follow the execution until it ends, with a progress bar on a terminal.
+    #[arg(long)]
+    wait: bool,
+    /// Poll interval of --wait.
+    #[arg(long, default_value = "5s", value_parser = parse_interval)]
+    interval: Duration,
+    #[command(flatten)]
+    aws: AwsArgs,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -180,6 +249,9 @@ struct WorkerArgs {
     /// How often the file checkpoint is saved (and the lease renewed).
     #[arg(long, default_value = "10s", value_parser = parse_interval, help_heading = "Tuning")]
     checkpoint_interval: Duration,
+    /// Print one CloudWatch embedded-metric-format line per file lease on stdout (for the CloudWatch agent).
+    #[arg(long)]
+    metrics: bool,
     #[command(flatten)]
     engine: EngineArgs,
 }
@@ -234,6 +306,8 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Restore(args) => run_restore(args).await,
         Command::Worker(args) => run_worker(args).await,
+        Command::Cloud(CloudCommand::Start(args)) => run_cloud_start(args).await,
+        Command::Cloud(CloudCommand::Status(args)) => run_cloud_status(args).await,
     };
     result.unwrap_or_else(|e| {
         eprintln!("error: {e:#}");
@@ -323,6 +397,7 @@ async fn run_worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
             settings: args.engine.settings(MAX_BATCH_SIZE),
             lease: args.lease,
             checkpoint_interval: args.checkpoint_interval,
+            emit_metrics: args.metrics,
             ..WorkerOptions::default()
         },
     );
@@ -343,6 +418,90 @@ async fn run_worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         .context("polling the queue")?;
     println!("{}", serde_json::to_string_pretty(&stats)?);
     Ok(ExitCode::SUCCESS)
+}
+
+async fn run_cloud_start(args: CloudStartArgs) -> anyhow::Result<ExitCode> {
+    let clients = Clients::load(args.aws.region, args.aws.endpoint_url).await;
+    let plan = PlanRequest {
+        restore_id: args.restore_id,
+        table: args.table,
+        exports: args.exports,
+        batch_size: Some(args.batch_size.into()),
+        allow_gaps: args.allow_gaps,
+        report_uri: args.report_uri,
+        ..PlanRequest::default()
+    };
+    let started = cloud::start(&clients.sfn, &args.state_machine_arn, plan).await?;
+    println!("{}", serde_json::to_string_pretty(&started)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the status (or, once the execution has ended, the report) on stdout. Exit status: 0 while
+/// running or after success, 1 after any other end.
+async fn run_cloud_status(args: CloudStatusArgs) -> anyhow::Result<ExitCode> {
+    let clients = Clients::load(args.aws.region, args.aws.endpoint_url).await;
+    let control = ControlTable::new(clients.dynamodb.clone(), &args.control_table);
+    let mut status = cloud::status(&clients.sfn, &control, &args.execution_arn).await?;
+    if args.wait {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::with_draw_target(
+                Some(status.files),
+                indicatif::ProgressDrawTarget::stderr(),
+            );
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} files {msg}",
+                )
+                .expect("valid template"),
+            );
+            bar
+        });
+        while status.running() {
+            let message = format!(
+                "{} items put, {} deleted, {} files failed",
+                status.items_put, status.items_deleted, status.files_failed
+            );
+            match &bar {
+                Some(bar) => {
+                    bar.set_length(status.files);
+                    bar.set_position(status.files_done + status.files_failed);
+                    bar.set_message(message);
+                }
+                None => tracing::info!(
+                    execution = status.execution_status,
+                    files_done = status.files_done,
+                    files = status.files,
+                    "{message}"
+                ),
+            }
+            tokio::time::sleep(args.interval).await;
+            status = cloud::status(&clients.sfn, &control, &args.execution_arn).await?;
+        }
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+    }
+    if status.running() {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let report = cloud::report(&clients.s3, &control, &status).await?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    eprintln!(
+        "execution {}: {}{}",
+        status.execution_status,
+        status.error.as_deref().unwrap_or(""),
+        status
+            .cause
+            .as_deref()
+            .map(|c| format!(" ({c})"))
+            .unwrap_or_default()
+    );
+    Ok(if status.succeeded() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILED)
+    })
 }
 
 /// Resolves on the first SIGINT or SIGTERM. A second signal exits at once; the last saved checkpoint stays

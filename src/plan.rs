@@ -121,7 +121,14 @@ pub struct ProgressSummary {
     /// Every export is finished (check `failed_files_total`).
     pub all_finished: bool,
     pub failed_files_total: u64,
+    /// How long the state machine should wait before asking again: a fiftieth of the restore's age,
+    /// between the planner's minimum and 5 minutes, so a restore of days stays far below Step Functions'
+    /// 25,000-event history limit while a short one is followed closely.
+    pub poll_seconds: u64,
 }
+
+/// The longest wait [`ProgressSummary::poll_seconds`] suggests.
+pub const MAX_POLL: Duration = Duration::from_secs(300);
 
 /// Runs planner requests against one control table and one queue.
 #[derive(Clone)]
@@ -131,6 +138,8 @@ pub struct Planner {
     pub queue_url: String,
     pub settings: Settings,
     pub sample_lines: u64,
+    /// The shortest wait suggested between progress queries.
+    pub min_poll: Duration,
 }
 
 impl Planner {
@@ -141,6 +150,7 @@ impl Planner {
             queue_url: queue_url.to_owned(),
             settings: Settings::default(),
             sample_lines: 20,
+            min_poll: Duration::from_secs(10),
         }
     }
 
@@ -334,6 +344,11 @@ impl Planner {
         };
         let failed_files_total = exports.iter().map(|e| e.failed).sum();
         let finished = e.finished();
+        let age = humantime::parse_rfc3339_weak(&header.plan.created_at)
+            .ok()
+            .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
+            .unwrap_or_default();
+        let poll = (age / 50).clamp(self.min_poll.min(MAX_POLL), MAX_POLL);
         Ok(ProgressSummary {
             restore_id: restore_id.to_owned(),
             exports: exports.len(),
@@ -347,6 +362,7 @@ impl Planner {
             next_export: (finished && e.failed == 0 && k + 1 < exports.len()).then_some(k + 1),
             all_finished: exports.iter().all(|e| e.finished()),
             failed_files_total,
+            poll_seconds: poll.as_secs().max(1),
         })
     }
 

@@ -52,6 +52,7 @@ pub struct Clients {
     pub s3: aws_sdk_s3::Client,
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub sqs: aws_sdk_sqs::Client,
+    pub sfn: aws_sdk_sfn::Client,
 }
 
 impl Clients {
@@ -94,6 +95,7 @@ impl Clients {
             s3: aws_sdk_s3::Client::from_conf(s3),
             dynamodb: aws_sdk_dynamodb::Client::new(sdk),
             sqs: aws_sdk_sqs::Client::new(sdk),
+            sfn: aws_sdk_sfn::Client::new(sdk),
         }
     }
 }
@@ -695,18 +697,26 @@ fn build_report(
 }
 
 async fn upload_report(s3: &aws_sdk_s3::Client, uri: &S3Uri, report: &Report) -> Result<()> {
-    let key = if uri.key.is_empty() || uri.key.ends_with('/') {
-        format!(
-            "{}ddb-pitr-report-{}.json",
-            uri.key,
-            report.started_at.replace(':', "-")
-        )
+    let target = if uri.key.is_empty() || uri.key.ends_with('/') {
+        S3Uri {
+            bucket: uri.bucket.clone(),
+            key: format!(
+                "{}ddb-pitr-report-{}.json",
+                uri.key,
+                report.started_at.replace(':', "-")
+            ),
+        }
     } else {
-        uri.key.clone()
+        uri.clone()
     };
+    put_report(s3, &target, report).await
+}
+
+/// Writes a report as pretty JSON to exactly `target`.
+pub async fn put_report(s3: &aws_sdk_s3::Client, target: &S3Uri, report: &Report) -> Result<()> {
     s3.put_object()
-        .bucket(&uri.bucket)
-        .key(&key)
+        .bucket(&target.bucket)
+        .key(&target.key)
         .content_type("application/json")
         .body(
             serde_json::to_vec_pretty(report)
@@ -716,5 +726,5 @@ async fn upload_report(s3: &aws_sdk_s3::Client, uri: &S3Uri, report: &Report) ->
         .send()
         .await
         .map(|_| ())
-        .map_err(|e| Error::aws(format!("PutObject s3://{}/{key}", uri.bucket), &e))
+        .map_err(|e| Error::aws(format!("PutObject {target}"), &e))
 }

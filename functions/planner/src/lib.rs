@@ -1,6 +1,7 @@
 //! The planner Lambda: one JSON request in, one small JSON summary out (see `ddb_pitr::plan`).
 //!
-//! Configuration: `DDB_PITR_CONTROL_TABLE`, `DDB_PITR_QUEUE_URL`.
+//! Configuration: `DDB_PITR_CONTROL_TABLE`, `DDB_PITR_QUEUE_URL`, and `DDB_PITR_MIN_POLL` (10s: the shortest
+//! wait the progress answer suggests to the state machine).
 //! Errors carry the stable names `Retryable` or `Fatal` as their `errorType`, for Step Functions'
 //! `Retry` and `Catch`.
 
@@ -21,11 +22,13 @@ impl Handler {
     /// Reads the configuration from the environment.
     pub async fn from_env() -> Result<Self, ddb_pitr::Error> {
         let clients = Clients::load(None, None).await;
-        Ok(Handler::new(Planner::new(
+        let mut planner = Planner::new(
             clients,
             &ddb_pitr::env::required("DDB_PITR_CONTROL_TABLE")?,
             &ddb_pitr::env::required("DDB_PITR_QUEUE_URL")?,
-        )))
+        );
+        planner.min_poll = ddb_pitr::env::duration("DDB_PITR_MIN_POLL", planner.min_poll)?;
+        Ok(Handler::new(planner))
     }
 
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
