@@ -10,6 +10,13 @@ Tying the lifetime to stdin is what makes cleanup reliable: the parent keeps the
 end of our stdin pipe open and never writes to it. When the parent exits for any reason,
 kill -9 included, the kernel closes that end, our read returns EOF and we shut down.
 
+With ``--lambda-url URL`` it also starts a Lambda router and points moto's Step Functions at it. moto
+runs a state machine's Lambda tasks as Invoke calls to ``http://localhost:$MOTO_PORT``; the router takes
+that port and sends ``POST /2015-03-31/functions/<name or ARN>/invocations`` to URL (``cargo lambda
+watch``) under the bare function name (the last part of an ARN), and everything else to moto. A function
+error that the emulator returns as HTTP 4xx/5xx with an ``errorType`` becomes what Lambda's Invoke API
+returns: status 200 with ``X-Amz-Function-Error: Unhandled``, so ``Retry``/``Catch`` see the errorType.
+
 One fidelity fix: DynamoDB requests are served one at a time. Real DynamoDB applies every update
 expression atomically and isolates transactions; moto does neither. Its threaded server evaluates
 ``SET n = n + :one`` as a Python read-modify-write, so concurrent updates of one item lose increments,
@@ -18,13 +25,18 @@ requests made meanwhile. S3, SQS (whose long polls block) and the rest stay conc
 """
 
 import argparse
+import http.client
+import http.server
+import json
 import logging
+import re
 import os
 import signal
 import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 
@@ -71,9 +83,75 @@ def _serialize_dynamodb() -> None:
     DomainDispatcherApplication.__call__ = serialized
 
 
+_INVOKE = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations(\?.*)?$")
+_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailers", "upgrade", "content-length"}
+
+
+def _start_lambda_router(moto_port: int, lambda_url: str) -> int:
+    """Serve the Lambda router on a free port; returns the port."""
+    target = urllib.parse.urlsplit(lambda_url)
+
+    class Router(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *_args):
+            pass
+
+        def _forward(self):
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else None
+            invoke = _INVOKE.match(self.path) if self.command == "POST" else None
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
+            if invoke:
+                name = urllib.parse.unquote(invoke.group(1))
+                if name.startswith("arn:"):
+                    # arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]
+                    name = name.split(":")[6]
+                host, port, path = target.hostname, target.port, f"/2015-03-31/functions/{name}/invocations"
+            else:
+                host, port, path = "127.0.0.1", moto_port, self.path
+            conn = http.client.HTTPConnection(host, port, timeout=900)
+            try:
+                conn.request(self.command, path, body=body, headers=headers)
+                resp = conn.getresponse()
+                status, data = resp.status, resp.read()
+                out_headers = [(k, v) for k, v in resp.getheaders() if k.lower() not in _HOP_BY_HOP]
+            except OSError as e:
+                status, out_headers = 502, [("Content-Type", "application/json")]
+                data = json.dumps({"message": f"lambda router: {host}:{port} unreachable: {e}"}).encode()
+            finally:
+                conn.close()
+            if invoke and status >= 400:
+                try:
+                    function_error = "errorType" in json.loads(data)
+                except ValueError:
+                    function_error = False
+                if function_error:
+                    status = 200
+                    out_headers = [(k, v) for k, v in out_headers if k.lower() != "x-amz-function-error"]
+                    out_headers.append(("X-Amz-Function-Error", "Unhandled"))
+            self.send_response(status)
+            for k, v in out_headers:
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = _forward
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Router)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server.server_address[1]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, default=0, help="fixed port (default: a free one)")
+    parser.add_argument(
+        "--lambda-url",
+        help="serve Step Functions' Lambda invocations from this Invoke API endpoint (cargo lambda watch)",
+    )
     args = parser.parse_args()
 
     signal.signal(signal.SIGTERM, _on_signal)
@@ -91,6 +169,9 @@ def main() -> int:
     try:
         _, port = server.get_host_and_port()
         _wait_until_answering(port)
+        if args.lambda_url:
+            # Read by moto's Step Functions interpreter for every task it runs.
+            os.environ["MOTO_PORT"] = str(_start_lambda_router(port, args.lambda_url))
 
         sys.stdout.write(f"MOTO_PORT={port}\n")
         sys.stdout.flush()
