@@ -21,5 +21,6 @@ cargo clippy --workspace --all-targets -- -D warnings
 # features for that one package; building the same way here makes its first invocation only link.
 cargo build --bin planner
 cargo build --bin worker
+cargo build --bin reporter
 cargo test --workspace --all-targets
 cargo test --workspace --doc

@@ -14,10 +14,14 @@ pub struct Aws {
 }
 
 pub async fn aws() -> Aws {
-    let moto = support::moto();
-    let conf = support::sdk_config(&moto.endpoint).await;
+    aws_at(&support::moto().endpoint).await
+}
+
+/// Clients for the moto server at `endpoint`.
+pub async fn aws_at(endpoint: &str) -> Aws {
+    let conf = support::sdk_config(endpoint).await;
     Aws {
-        endpoint: moto.endpoint.clone(),
+        endpoint: endpoint.to_owned(),
         s3: support::s3_client(&conf),
         ddb: support::ddb_client(&conf),
     }

@@ -47,6 +47,11 @@ pub fn test_worker_options() -> WorkerOptions {
 
 impl Cloud {
     pub async fn new(options: WorkerOptions) -> Arc<Cloud> {
+        Cloud::at(cli::aws().await, options).await
+    }
+
+    /// The same, on the moto server `aws` points at.
+    pub async fn at(aws: Aws, options: WorkerOptions) -> Arc<Cloud> {
         static LOGS: std::sync::Once = std::sync::Once::new();
         // The handlers' warnings, shown with a failing test's output.
         LOGS.call_once(|| {
@@ -55,7 +60,6 @@ impl Cloud {
                 .with_test_writer()
                 .try_init();
         });
-        let aws = cli::aws().await;
         let conf = support::sdk_config(&aws.endpoint).await;
         let clients = Clients::from_sdk_config(&conf);
         let sqs = clients.sqs.clone();

@@ -18,7 +18,7 @@ fn uris(bucket: &TestBucket, keys: &[&str]) -> Vec<String> {
     keys.iter().map(|k| bucket.url(k)).collect()
 }
 
-async fn generated(
+pub async fn generated(
     cloud: &Cloud,
     spec: SynthSpec,
 ) -> (
@@ -51,7 +51,7 @@ fn full_only(seed: u64, files: usize, items: usize) -> SynthSpec {
     }
 }
 
-fn chain_spec(seed: u64, full_files: usize, full_items: usize) -> SynthSpec {
+pub fn chain_spec(seed: u64, full_files: usize, full_items: usize) -> SynthSpec {
     SynthSpec {
         seed,
         full_items,

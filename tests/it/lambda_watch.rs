@@ -26,20 +26,29 @@ fn cargo_lambda() -> PathBuf {
 }
 
 /// `cargo lambda watch` serving every function binary of the workspace; stopped with SIGINT on drop.
-struct Watch {
+pub struct Watch {
     port: u16,
     child: Option<tokio::process::Child>,
     /// The functions' logs (and cargo's), shown when the test fails.
     log: tempfile::NamedTempFile,
 }
 
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 impl Watch {
-    async fn start(env: &[(&str, String)]) -> Watch {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+    pub async fn start(env: &[(&str, String)]) -> Watch {
+        Watch::start_on(free_port(), env).await
+    }
+
+    /// Serves the Invoke API on `port`.
+    pub async fn start_on(port: u16, env: &[(&str, String)]) -> Watch {
         let log = tempfile::NamedTempFile::new().unwrap();
         let mut cmd = tokio::process::Command::new(cargo_lambda());
         // `cargo test` gives this process the test crate's CARGO_PKG_*, CARGO_MANIFEST_DIR, OUT_DIR...
@@ -108,54 +117,29 @@ impl Watch {
     }
 
     /// POST /2015-03-31/functions/NAME/invocations; returns the status and the JSON body.
-    async fn invoke(&self, function: &str, payload: &Value) -> (u16, Value) {
-        let body = serde_json::to_vec(payload).unwrap();
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-            .await
-            .expect("connect to cargo lambda watch");
-        let head = format!(
-            "POST /2015-03-31/functions/{function}/invocations HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+    pub async fn invoke(&self, function: &str, payload: &Value) -> (u16, Value) {
+        http_post(
             self.port,
-            body.len()
-        );
-        stream.write_all(head.as_bytes()).await.unwrap();
-        stream.write_all(&body).await.unwrap();
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).await.unwrap();
-        let text = String::from_utf8_lossy(&response);
-        let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
-        let status: u16 = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("bad status line: {head}"));
-        let body = if head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked")
-        {
-            dechunk(body)
-        } else {
-            body.to_owned()
-        };
-        let json = serde_json::from_str(&body).unwrap_or(Value::String(body));
-        (status, json)
+            &format!("/2015-03-31/functions/{function}/invocations"),
+            payload,
+        )
+        .await
     }
 
     /// The last lines of the functions' logs.
-    fn log_tail(&self) -> String {
+    pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(self.log.path()).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(200)..].join("\n")
     }
 
-    async fn call(&self, function: &str, payload: &Value) -> Value {
+    pub async fn call(&self, function: &str, payload: &Value) -> Value {
         let (status, body) = self.invoke(function, payload).await;
         assert_eq!(status, 200, "{function}: {body}");
         body
     }
 
-    async fn stop(mut self) {
+    pub async fn stop(mut self) {
         let child = self.child.take().expect("running");
         let pid = child.id().expect("running").to_string();
         std::process::Command::new("kill")
@@ -165,6 +149,41 @@ impl Watch {
         let status = child.wait_with_output().await.unwrap().status;
         assert!(status.success(), "cargo lambda watch exited with {status}");
     }
+}
+
+/// POSTs JSON to 127.0.0.1:`port` over a fresh connection; returns the status and the JSON body (a string
+/// when the body is not JSON).
+pub async fn http_post(port: u16, path: &str, payload: &Value) -> (u16, Value) {
+    let body = serde_json::to_vec(payload).unwrap();
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap_or_else(|e| panic!("connect to 127.0.0.1:{port}: {e}"));
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&body).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let text = String::from_utf8_lossy(&response);
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line: {head}"));
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    let json = serde_json::from_str(&body).unwrap_or(Value::String(body));
+    (status, json)
 }
 
 fn dechunk(body: &str) -> String {

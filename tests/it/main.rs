@@ -12,5 +12,6 @@ mod interruption;
 mod lambda_watch;
 mod restore_generated;
 mod restore_real;
+mod statemachine;
 mod support;
 mod support_smoke;

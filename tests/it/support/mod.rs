@@ -54,7 +54,7 @@ pub struct Moto {
 /// integration test that silently skips would report success for code that never ran.
 pub fn moto() -> &'static Moto {
     static MOTO: OnceLock<Moto> = OnceLock::new();
-    MOTO.get_or_init(start_moto)
+    MOTO.get_or_init(|| start_moto(&[]))
 }
 
 fn python_path() -> PathBuf {
@@ -74,7 +74,9 @@ pub fn fixture_path(rel: &str) -> PathBuf {
     repo_root().join("tests/fixtures").join(rel)
 }
 
-fn start_moto() -> Moto {
+/// Starts a moto server of its own (stopped when the returned value is dropped, or with this process),
+/// with extra `scripts/moto_guard.py` arguments such as `--lambda-url`.
+pub fn start_moto(args: &[&str]) -> Moto {
     let python = python_path();
     let guard = repo_root().join("scripts/moto_guard.py");
     let hint = "run `scripts/test.sh` (or `scripts/venv.sh`) from the repository root to create \
@@ -88,6 +90,7 @@ fn start_moto() -> Moto {
     }
     let mut child = Command::new(&python)
         .arg(&guard)
+        .args(args)
         .current_dir(repo_root())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
