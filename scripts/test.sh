@@ -15,6 +15,7 @@ for script in scripts/*.sh .ci/run; do
     bash -n "$script"
 done
 
+scripts/lint-infra.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 # `cargo lambda watch` (tests/it/lambda_watch.rs) runs `cargo run --bin <function>`, which resolves
