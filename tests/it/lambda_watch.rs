@@ -126,9 +126,14 @@ impl Watch {
         .await
     }
 
+    /// Everything the functions (and cargo) wrote so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+
     /// The last lines of the functions' logs.
     pub fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(self.log.path()).unwrap_or_default();
+        let text = self.log();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(200)..].join("\n")
     }

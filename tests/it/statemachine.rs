@@ -308,6 +308,36 @@ async fn the_state_machine_restores_two_chains_and_fails_on_a_corrupt_file() {
     poller.await.unwrap();
     let logs = watch.log_tail();
 
+    // The worker function printed one CloudWatch EMF document per file lease.
+    let emf: Vec<Value> = watch
+        .log()
+        .lines()
+        .filter(|l| l.contains("\"_aws\""))
+        .filter_map(|l| l.find('{').map(|i| &l[i..]))
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let real_leases: Vec<&Value> = emf
+        .iter()
+        .filter(|d| d["Table"] == real_table.name.as_str())
+        .collect();
+    assert!(
+        !real_leases.is_empty(),
+        "no EMF lines for {}\n{logs}",
+        real_table.name
+    );
+    let restored: f64 = real_leases
+        .iter()
+        .map(|d| d["ItemsRestored"].as_f64().unwrap())
+        .sum();
+    assert_eq!(restored, 14.0, "3 + 6 + 5 lines of the real chain");
+    for d in &real_leases {
+        let metrics = &d["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(metrics["Namespace"], "ddb-pitr");
+        for name in ["Throttles", "Retries", "ItemsPerSecond"] {
+            assert!(d[name].is_number(), "{name} in {d}");
+        }
+    }
+
     // Both chains: SUCCEEDED, the table equals the expected state, and the report in S3 (which
     // `cloud status` printed) matches it.
     for (run, exports) in [(&real, 3), (&gen_run, 3)] {
