@@ -75,18 +75,15 @@ impl Handler {
         &self,
         event: LambdaEvent<SqsEvent>,
     ) -> Result<SqsBatchResponse, Diagnostic> {
-        let remaining = time_budget(
-            event.context.deadline(),
-            SystemTime::now(),
-            self.fallback_timeout,
-        );
-        if remaining == self.fallback_timeout {
-            tracing::warn!(
-                deadline_ms = event.context.deadline,
-                fallback = %humantime_secs(self.fallback_timeout),
-                "the invocation deadline is long past; using DDB_PITR_FALLBACK_TIMEOUT"
-            );
-        }
+        let remaining =
+            time_left(event.context.deadline(), SystemTime::now()).unwrap_or_else(|| {
+                tracing::warn!(
+                    deadline_ms = event.context.deadline,
+                    fallback = %humantime_secs(self.fallback_timeout),
+                    "the invocation deadline is long past; using DDB_PITR_FALLBACK_TIMEOUT"
+                );
+                self.fallback_timeout
+            });
         let deadline = tokio::time::Instant::now() + remaining;
         let stop = CancellationToken::new();
         let outcomes = futures::future::join_all(event.payload.records.into_iter().map(|record| {
@@ -118,14 +115,14 @@ impl Handler {
     }
 }
 
-/// The time an invocation may work: until its deadline, or `fallback` when the deadline is far in the
-/// past. Local emulators (cargo lambda watch) send a fixed deadline in 1970; a deadline that has only
-/// just passed is real, and the worker stops at once, saving its checkpoints.
-fn time_budget(deadline: SystemTime, now: SystemTime, fallback: Duration) -> Duration {
+/// The time an invocation may work until its deadline, or `None` when the deadline is far in the past and
+/// so did not come from Lambda: local emulators (cargo lambda watch) send a fixed deadline in 1970. A
+/// deadline that has only just passed is real, and the worker stops at once, saving its checkpoints.
+fn time_left(deadline: SystemTime, now: SystemTime) -> Option<Duration> {
     match deadline.duration_since(now) {
-        Ok(remaining) => remaining,
-        Err(past) if past.duration() > BOGUS_DEADLINE => fallback,
-        Err(_) => Duration::ZERO,
+        Ok(remaining) => Some(remaining),
+        Err(past) if past.duration() > BOGUS_DEADLINE => None,
+        Err(_) => Some(Duration::ZERO),
     }
 }
 
@@ -138,18 +135,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn time_budget_follows_real_deadlines_and_falls_back_for_bogus_ones() {
+    fn time_left_follows_real_deadlines_and_rejects_bogus_ones() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-        let fallback = Duration::from_secs(900);
-        let budget = |deadline| time_budget(deadline, now, fallback);
+        let left = |deadline| time_left(deadline, now);
         assert_eq!(
-            budget(now + Duration::from_secs(42)),
-            Duration::from_secs(42)
+            left(now + Duration::from_secs(42)),
+            Some(Duration::from_secs(42))
         );
-        assert_eq!(budget(now - Duration::from_millis(5)), Duration::ZERO);
-        assert_eq!(budget(now - Duration::from_secs(3600)), Duration::ZERO);
+        assert_eq!(left(now - Duration::from_millis(5)), Some(Duration::ZERO));
+        assert_eq!(left(now - Duration::from_secs(3600)), Some(Duration::ZERO));
         // What cargo lambda watch sends: 600 000 ms after the epoch.
         let watch = SystemTime::UNIX_EPOCH + Duration::from_millis(600_000);
-        assert_eq!(budget(watch), fallback);
+        assert_eq!(left(watch), None);
     }
 }
