@@ -126,7 +126,7 @@ pub async fn status(
         status.table = Some(header.plan.table.clone());
         status.report_uri = header.plan.options.report_uri.as_deref().map(|u| {
             u.parse::<S3Uri>()
-                .map(|uri| crate::reporter::report_object(&uri, &restore_id).to_string())
+                .map(|uri| crate::report::report_object(&uri, &restore_id).to_string())
                 .unwrap_or_else(|_| u.to_owned())
         });
         for e in &header.exports {

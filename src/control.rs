@@ -490,6 +490,16 @@ impl ControlTable {
             .transpose()
     }
 
+    /// The header of a restore that must exist.
+    pub async fn require_header(&self, restore_id: &str) -> Result<Header> {
+        self.header(restore_id).await?.ok_or_else(|| {
+            Error::Usage(format!(
+                "restore {restore_id} is not in control table {}; run the plan action first",
+                self.name
+            ))
+        })
+    }
+
     /// Every file item of export `k`, in key order.
     pub async fn files(&self, restore_id: &str, k: usize) -> Result<Vec<FileRecord>> {
         let mut records = Vec::new();

@@ -262,7 +262,7 @@ impl Planner {
 
     /// Enqueues every unfinished file of export `k`.
     pub async fn plan_export(&self, restore_id: &str, k: usize) -> Result<EnqueueSummary> {
-        let header = self.header(restore_id).await?;
+        let header = self.control.require_header(restore_id).await?;
         if header.status != HeaderStatus::Ready {
             return Err(Error::Usage(format!(
                 "restore {restore_id} is still being planned; run the plan action again to finish it"
@@ -333,7 +333,7 @@ impl Planner {
     }
 
     pub async fn progress(&self, restore_id: &str, k: Option<usize>) -> Result<ProgressSummary> {
-        let header = self.header(restore_id).await?;
+        let header = self.control.require_header(restore_id).await?;
         let exports = &header.exports;
         let k = k.unwrap_or_else(|| exports.iter().rposition(|e| e.enqueued).unwrap_or(0));
         let Some(e) = exports.get(k) else {
@@ -363,15 +363,6 @@ impl Planner {
             all_finished: exports.iter().all(|e| e.finished()),
             failed_files_total,
             poll_seconds: poll.as_secs().max(1),
-        })
-    }
-
-    async fn header(&self, restore_id: &str) -> Result<crate::control::Header> {
-        self.control.header(restore_id).await?.ok_or_else(|| {
-            Error::Usage(format!(
-                "restore {restore_id} is not in control table {}; run the plan action first",
-                self.control.name()
-            ))
         })
     }
 }

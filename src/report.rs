@@ -4,10 +4,25 @@
 use serde::{Deserialize, Serialize};
 
 use crate::chain::Discontinuity;
+use crate::location::S3Uri;
 use crate::manifest::{ExportType, OutputView, SummaryChecksum};
 use crate::write::WriteStatsSnapshot;
 
 pub const REPORT_FORMAT: u32 = 1;
+
+/// The S3 object a report goes to: `uri` itself, or `<prefix>ddb-pitr-report-<id>.json` when `uri` is a
+/// prefix (empty or ending in `/`). The local runner names its reports by start time, the reporter by
+/// restore id.
+pub fn report_object(uri: &S3Uri, id: &str) -> S3Uri {
+    if uri.key.is_empty() || uri.key.ends_with('/') {
+        S3Uri {
+            bucket: uri.bucket.clone(),
+            key: format!("{}ddb-pitr-report-{id}.json", uri.key),
+        }
+    } else {
+        uri.clone()
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

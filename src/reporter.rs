@@ -7,10 +7,11 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use crate::control::{ControlTable, FileRecord, FileStatus as ControlStatus, Header, RestorePlan};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::location::S3Uri;
 use crate::report::{
     ErrorReport, ExportReport, FileReport, FileStatus, REPORT_FORMAT, Report, RunStatus, Totals,
+    report_object,
 };
 use crate::write::WriteStatsSnapshot;
 
@@ -38,12 +39,7 @@ pub struct ReportSummary {
 
 /// Builds the report of `restore_id` from its header and file items.
 pub async fn build(control: &ControlTable, restore_id: &str) -> Result<Report> {
-    let header = control.header(restore_id).await?.ok_or_else(|| {
-        Error::Usage(format!(
-            "restore {restore_id} is not in control table {}",
-            control.name()
-        ))
-    })?;
+    let header = control.require_header(restore_id).await?;
     from_header(control, &header).await
 }
 
@@ -186,19 +182,6 @@ pub fn assemble(
     }
 }
 
-/// The S3 object a report goes to: `uri` itself, or `<prefix>ddb-pitr-report-<restore id>.json` when
-/// `uri` is a prefix (empty or ending in `/`).
-pub fn report_object(uri: &S3Uri, restore_id: &str) -> S3Uri {
-    if uri.key.is_empty() || uri.key.ends_with('/') {
-        S3Uri {
-            bucket: uri.bucket.clone(),
-            key: format!("{}ddb-pitr-report-{restore_id}.json", uri.key),
-        }
-    } else {
-        uri.clone()
-    }
-}
-
 /// The summary of a report for the state machine.
 pub fn summarize(plan: &RestorePlan, report: &Report, report_uri: Option<&S3Uri>) -> ReportSummary {
     let failed: Vec<&FileReport> = report
@@ -266,12 +249,7 @@ pub async fn report(
     s3: &aws_sdk_s3::Client,
     restore_id: &str,
 ) -> Result<(Report, ReportSummary)> {
-    let header = control.header(restore_id).await?.ok_or_else(|| {
-        Error::Usage(format!(
-            "restore {restore_id} is not in control table {}",
-            control.name()
-        ))
-    })?;
+    let header = control.require_header(restore_id).await?;
     let report = from_header(control, &header).await?;
     let target = match &header.plan.options.report_uri {
         Some(uri) => Some(report_object(&uri.parse::<S3Uri>()?, restore_id)),

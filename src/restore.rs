@@ -697,18 +697,7 @@ fn build_report(
 }
 
 async fn upload_report(s3: &aws_sdk_s3::Client, uri: &S3Uri, report: &Report) -> Result<()> {
-    let target = if uri.key.is_empty() || uri.key.ends_with('/') {
-        S3Uri {
-            bucket: uri.bucket.clone(),
-            key: format!(
-                "{}ddb-pitr-report-{}.json",
-                uri.key,
-                report.started_at.replace(':', "-")
-            ),
-        }
-    } else {
-        uri.clone()
-    };
+    let target = crate::report::report_object(uri, &report.started_at.replace(':', "-"));
     put_report(s3, &target, report).await
 }
 

@@ -205,12 +205,7 @@ impl Worker {
         if let Some(plan) = self.plans.lock().expect("plans").get(restore_id) {
             return Ok(plan.clone());
         }
-        let header = self.control.header(restore_id).await?.ok_or_else(|| {
-            Error::Usage(format!(
-                "restore {restore_id} is not in control table {}",
-                self.control.name()
-            ))
-        })?;
+        let header = self.control.require_header(restore_id).await?;
         let plan = Arc::new(header.plan);
         self.plans
             .lock()
