@@ -501,6 +501,131 @@ mod tests {
     }
 
     #[test]
+    fn answers_are_counts_whatever_the_number_of_files() {
+        let id = "r".repeat(128);
+        let table = "t".repeat(255);
+        let answers = [
+            serde_json::to_vec(&PlanSummary {
+                restore_id: id.clone(),
+                table,
+                created: true,
+                exports: 1000,
+                files: 100_000,
+                items: u64::MAX,
+                chain_discontinuities: 999,
+                report_uri: Some(format!("s3://{}/{}", "b".repeat(63), "k".repeat(1024))),
+            }),
+            serde_json::to_vec(&EnqueueSummary {
+                restore_id: id.clone(),
+                export_index: 999,
+                export_id: "e".repeat(64),
+                files: 100_000,
+                messages_sent: 100_000,
+                already_enqueued: false,
+            }),
+            serde_json::to_vec(&ProgressSummary {
+                restore_id: id,
+                exports: 1000,
+                export_index: 999,
+                files: 100_000,
+                files_done: 99_999,
+                files_failed: 1,
+                items_put: u64::MAX,
+                items_deleted: u64::MAX,
+                export_finished: false,
+                next_export: None,
+                all_finished: false,
+                failed_files_total: 1,
+                poll_seconds: 300,
+            }),
+        ];
+        for answer in answers {
+            let bytes = answer.unwrap().len();
+            // Step Functions' payload limit is 256 KiB.
+            assert!(bytes < 2048, "{bytes} bytes");
+        }
+    }
+
+    /// moto's SQS never fails part of a batch; these are the answers of real SQS.
+    mod send {
+        use aws_sdk_sqs::Client;
+        use aws_sdk_sqs::operation::send_message_batch::SendMessageBatchOutput;
+        use aws_sdk_sqs::types::{BatchResultErrorEntry, SendMessageBatchResultEntry};
+        use aws_smithy_mocks::{RuleMode, mock, mock_client};
+
+        use super::super::send_message_batch;
+
+        fn ok(id: &str) -> SendMessageBatchResultEntry {
+            SendMessageBatchResultEntry::builder()
+                .id(id)
+                .message_id(format!("m-{id}"))
+                .md5_of_message_body("x")
+                .build()
+                .unwrap()
+        }
+
+        fn failed(id: &str, sender_fault: bool) -> BatchResultErrorEntry {
+            BatchResultErrorEntry::builder()
+                .id(id)
+                .sender_fault(sender_fault)
+                .code(if sender_fault {
+                    "InvalidParameterValue"
+                } else {
+                    "InternalError"
+                })
+                .message("no")
+                .build()
+                .unwrap()
+        }
+
+        #[tokio::test]
+        async fn only_the_entries_that_failed_are_sent_again() {
+            let partial = mock!(Client::send_message_batch)
+                .match_requests(|r| r.entries().len() == 3)
+                .then_output(|| {
+                    SendMessageBatchOutput::builder()
+                        .successful(ok("0"))
+                        .successful(ok("2"))
+                        .failed(failed("1", false))
+                        .build()
+                        .unwrap()
+                });
+            let again = mock!(Client::send_message_batch)
+                .match_requests(|r| r.entries().len() == 1 && r.entries()[0].message_body() == "b")
+                .then_output(|| {
+                    SendMessageBatchOutput::builder()
+                        .successful(ok("1"))
+                        .set_failed(Some(vec![]))
+                        .build()
+                        .unwrap()
+                });
+            let client = mock_client!(aws_sdk_sqs, RuleMode::Sequential, &[&partial, &again]);
+            send_message_batch(&client, "q", vec!["a".into(), "b".into(), "c".into()])
+                .await
+                .unwrap();
+            assert_eq!((partial.num_calls(), again.num_calls()), (1, 1));
+        }
+
+        #[tokio::test]
+        async fn an_entry_refused_as_the_senders_fault_is_an_error() {
+            let refused = mock!(Client::send_message_batch).then_output(|| {
+                SendMessageBatchOutput::builder()
+                    .successful(ok("0"))
+                    .failed(failed("1", true))
+                    .build()
+                    .unwrap()
+            });
+            let client = mock_client!(aws_sdk_sqs, RuleMode::Sequential, &[&refused]);
+            let e = send_message_batch(&client, "q", vec!["a".into(), "b".into()])
+                .await
+                .unwrap_err();
+            assert!(!e.is_retryable(), "{e}");
+            assert!(e.to_string().contains("InvalidParameterValue"), "{e}");
+            assert_eq!(refused.num_calls(), 1);
+        }
+    }
+
+    #[test]
     fn restore_ids() {
         let id = new_restore_id();
         assert!(check_restore_id(&id).is_ok(), "{id}");

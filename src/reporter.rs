@@ -429,6 +429,23 @@ mod tests {
     }
 
     #[test]
+    fn the_summary_stays_small_for_100_000_failed_files() {
+        let h = header(1);
+        let mut files: Vec<FileRecord> = (0..100_000)
+            .map(|i| file(0, &format!("f{i:06}"), ControlStatus::Failed, 1))
+            .collect();
+        files[0].error = Some("x".repeat(50_000));
+        let r = assemble(&h, &[files], "ctl", at(60));
+        let uri: S3Uri = "s3://reports/r1.json".parse().unwrap();
+        let s = summarize(&h.plan, &r, Some(&uri));
+        assert_eq!(s.files_failed, 100_000);
+        assert_eq!(s.error.as_deref(), Some("FilesFailed.100000"));
+        let bytes = serde_json::to_vec(&s).unwrap().len();
+        // Step Functions' payload limit is 256 KiB; the summary carries counts and one truncated cause.
+        assert!(bytes < 2048, "{bytes} bytes");
+    }
+
+    #[test]
     fn a_prefix_gets_one_object_per_restore() {
         let prefix: S3Uri = "s3://b/reports/".parse().unwrap();
         assert_eq!(

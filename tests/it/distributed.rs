@@ -362,6 +362,54 @@ async fn invocations_that_never_move_the_checkpoint_fail_the_file_after_max_stal
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_poison_message_is_returned_until_the_dead_letter_queue_takes_it() {
+    let cloud = Cloud::new(test_worker_options()).await;
+    // A queue like the template's, with a short visibility timeout and maxReceiveCount 2.
+    let queue =
+        crate::support::TestQueue::create(&cloud.sqs, "poison", Duration::from_secs(1), 2).await;
+    cloud
+        .sqs
+        .send_message()
+        .queue_url(&queue.url)
+        .message_body("{\"not\": \"a file message\"}")
+        .send()
+        .await
+        .unwrap();
+    let give_up = std::time::Instant::now() + MINUTE;
+    let mut deliveries = 0;
+    while queue.depth(&queue.dlq_url).await == 0 {
+        assert!(
+            std::time::Instant::now() < give_up,
+            "not in the DLQ after {deliveries} deliveries"
+        );
+        let messages = cloud
+            .sqs
+            .receive_message()
+            .queue_url(&queue.url)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap()
+            .messages
+            .unwrap_or_default();
+        if messages.is_empty() {
+            continue;
+        }
+        deliveries += 1;
+        // The event source mapping: the worker reports the message as a batch item failure, so it is
+        // not deleted and comes back after the visibility timeout.
+        let response = cloud.invoke_worker(&messages, MINUTE).await;
+        assert_eq!(response.batch_item_failures.len(), 1, "{response:?}");
+        assert_eq!(
+            response.batch_item_failures[0].item_identifier,
+            messages[0].message_id().unwrap()
+        );
+    }
+    assert_eq!(deliveries, 2, "maxReceiveCount deliveries, then the DLQ");
+    assert_eq!(queue.depth(&queue.url).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_bad_file_ends_failed_with_its_error_and_the_others_finish() {
     let cloud = Cloud::new(test_worker_options()).await;
     let (dir, out, bucket, table, exports) = generated(&cloud, chain_spec(33, 3, 150)).await;
