@@ -436,7 +436,8 @@ async fn run_cloud_start(args: CloudStartArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Prints the status (or, once the execution has ended, the report) on stdout. Exit status: 0 while
+/// Prints the status (or, once the execution has ended, the report; the status again when it ended before
+/// planning) on stdout. Exit status: 0 while
 /// running or after success, 1 after any other end.
 async fn run_cloud_status(args: CloudStatusArgs) -> anyhow::Result<ExitCode> {
     let clients = Clients::load(args.aws.region, args.aws.endpoint_url).await;
@@ -485,8 +486,14 @@ async fn run_cloud_status(args: CloudStatusArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&status)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let report = cloud::report(&clients.s3, &control, &status).await?;
-    println!("{}", serde_json::to_string_pretty(&report)?);
+    if status.table.is_some() {
+        let report = cloud::report(&clients.s3, &control, &status).await?;
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        // The execution ended before the restore was planned (a bad request, a missing table): there is
+        // no report, only the execution's error and cause.
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    }
     eprintln!(
         "execution {}: {}{}",
         status.execution_status,

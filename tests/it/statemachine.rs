@@ -127,10 +127,22 @@ async fn event_source(cloud: Arc<Cloud>, watch: Arc<Watch>, stop: CancellationTo
 struct Execution {
     arn: String,
     restore_id: String,
-    /// Exit status and stdout (the report) of `ddb-pitr cloud status --wait`.
+    /// Exit status and stdout (the report, or the status when there is none) of
+    /// `ddb-pitr cloud status --wait`.
     code: Option<i32>,
-    report: Report,
+    stdout: Value,
     stderr: String,
+}
+
+impl Execution {
+    fn report(&self) -> Report {
+        serde_json::from_value(self.stdout.clone()).unwrap_or_else(|e| {
+            panic!(
+                "cloud status printed no report ({e}): {}\n{}",
+                self.stdout, self.stderr
+            )
+        })
+    }
 }
 
 async fn run_execution(
@@ -166,9 +178,9 @@ async fn run_execution(
         .unwrap_or_else(|_| panic!("execution {arn} still running after 300 s"))
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+    let stdout = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
-            "cloud status printed no report ({e}): {}\n{stderr}",
+            "cloud status printed no JSON ({e}): {}\n{stderr}",
             String::from_utf8_lossy(&out.stdout)
         )
     });
@@ -176,7 +188,7 @@ async fn run_execution(
         arn,
         restore_id,
         code: out.status.code(),
-        report,
+        stdout,
         stderr,
     }
 }
@@ -199,7 +211,7 @@ async fn report_object(s3: &aws_sdk_s3::Client, bucket: &str, restore_id: &str) 
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_state_machine_restores_two_chains_and_fails_on_a_corrupt_file() {
+async fn the_state_machine_restores_two_chains_and_fails_on_a_corrupt_file_and_a_missing_table() {
     let watch_port = free_port();
     let moto = support::start_moto(&["--lambda-url", &format!("http://127.0.0.1:{watch_port}")]);
     let (status, body) = http_post(
@@ -278,7 +290,8 @@ async fn the_state_machine_restores_two_chains_and_fails_on_a_corrupt_file() {
         .to_vec();
 
     let control = &cloud.control_table.name;
-    let (real, gen_run, bad) = tokio::join!(
+    let missing_table = unique_name("missing");
+    let (real, gen_run, bad, unplanned) = tokio::join!(
         run_execution(
             &moto.endpoint,
             &state_machine,
@@ -301,6 +314,16 @@ async fn the_state_machine_restores_two_chains_and_fails_on_a_corrupt_file() {
             control,
             &bad_table.name,
             &bad_exports,
+            &report_uri
+        ),
+        // A target table that does not exist: the planner fails with the stable errorType Fatal, which
+        // the state machine does not retry but catches into PlanningFailed.
+        run_execution(
+            &moto.endpoint,
+            &state_machine,
+            control,
+            &missing_table,
+            &real_exports,
             &report_uri
         ),
     );
@@ -343,14 +366,15 @@ async fn the_state_machine_restores_two_chains_and_fails_on_a_corrupt_file() {
     for (run, exports) in [(&real, 3), (&gen_run, 3)] {
         assert_eq!(run.code, Some(0), "{}: {}\n{logs}", run.arn, run.stderr);
         assert!(run.stderr.contains("execution SUCCEEDED"), "{}", run.stderr);
-        assert_eq!(run.report.status, RunStatus::Succeeded);
-        assert_eq!(run.report.exports.len(), exports);
+        let report = run.report();
+        assert_eq!(report.status, RunStatus::Succeeded);
+        assert_eq!(report.exports.len(), exports);
         let stored = report_object(&cloud.aws.s3, &reports.name, &run.restore_id).await;
         assert_eq!(
             serde_json::to_value(&stored).unwrap(),
-            serde_json::to_value(&run.report).unwrap()
+            serde_json::to_value(&report).unwrap()
         );
-        for f in run.report.exports.iter().flat_map(|e| &e.files) {
+        for f in report.exports.iter().flat_map(|e| &e.files) {
             assert_eq!(f.status, FileStatus::Done, "{}", f.key);
             assert!(f.md5_verified, "{}", f.key);
             assert_eq!(f.items_put + f.items_deleted, f.expected_items, "{}", f.key);
@@ -363,7 +387,7 @@ async fn the_state_machine_restores_two_chains_and_fails_on_a_corrupt_file() {
     )
     .await;
     let per_export: Vec<_> = real
-        .report
+        .report()
         .exports
         .iter()
         .map(|e| (e.items_put, e.items_deleted))
@@ -379,7 +403,8 @@ async fn the_state_machine_restores_two_chains_and_fails_on_a_corrupt_file() {
     // The corrupt chain: the Fail state names the failed files' count, its cause points at the report,
     // and the report names the file.
     assert_eq!(bad.code, Some(1), "{}", bad.stderr);
-    assert_eq!(bad.report.status, RunStatus::Failed);
+    let bad_report = bad.report();
+    assert_eq!(bad_report.status, RunStatus::Failed);
     let execution = sfn
         .describe_execution()
         .execution_arn(&bad.arn)
@@ -395,8 +420,7 @@ async fn the_state_machine_restores_two_chains_and_fails_on_a_corrupt_file() {
     );
     assert!(cause.contains(&bad_report_uri), "{cause}");
     assert!(cause.contains(&bad_key), "{cause}");
-    let failed: Vec<_> = bad
-        .report
+    let failed: Vec<_> = bad_report
         .exports
         .iter()
         .flat_map(|e| &e.files)
@@ -410,7 +434,7 @@ async fn the_state_machine_restores_two_chains_and_fails_on_a_corrupt_file() {
     );
     // Later exports were never applied.
     assert!(
-        bad.report.exports[1..]
+        bad_report.exports[1..]
             .iter()
             .flat_map(|e| &e.files)
             .all(|f| f.status == FileStatus::Pending)
@@ -418,7 +442,39 @@ async fn the_state_machine_restores_two_chains_and_fails_on_a_corrupt_file() {
     assert_eq!(
         serde_json::to_value(report_object(&cloud.aws.s3, &reports.name, &bad.restore_id).await)
             .unwrap(),
-        serde_json::to_value(&bad.report).unwrap()
+        serde_json::to_value(&bad_report).unwrap()
+    );
+
+    assert_eq!(unplanned.code, Some(1), "{}", unplanned.stderr);
+    assert_eq!(
+        unplanned.stdout["execution_status"], "FAILED",
+        "{}",
+        unplanned.stdout
+    );
+    assert_eq!(unplanned.stdout["error"], "Fatal", "{}", unplanned.stdout);
+    let cause = unplanned.stdout["cause"].as_str().unwrap();
+    assert!(cause.contains(&missing_table), "{cause}");
+    assert!(unplanned.stdout["table"].is_null(), "never planned");
+    let history = sfn
+        .get_execution_history()
+        .execution_arn(&unplanned.arn)
+        .send()
+        .await
+        .unwrap();
+    let scheduled = history
+        .events()
+        .iter()
+        .filter(|e| e.r#type().as_str() == "TaskScheduled")
+        .count();
+    assert_eq!(scheduled, 1, "Fatal is not retried");
+    assert!(
+        history
+            .events()
+            .iter()
+            .any(|e| e.r#type().as_str() == "FailStateEntered"
+                && e.state_entered_event_details()
+                    .is_some_and(|d| d.name() == "PlanningFailed")),
+        "{history:?}"
     );
 
     Arc::try_unwrap(watch)
