@@ -21,6 +21,8 @@
 //! [`synth`] writes real-format exports for tests and benchmarks. Nothing here depends on the Lambda runtime;
 //! the local CLI and the distributed workers are thin front doors over [`engine::process_file`].
 
+pub mod access;
+pub mod capacity;
 pub mod chain;
 pub mod checkpoint;
 pub mod cloud;
@@ -37,9 +39,11 @@ pub mod progress;
 pub mod report;
 pub mod reporter;
 pub mod restore;
+pub mod size;
 pub mod source;
 pub mod synth;
 pub mod table;
+pub mod validate;
 pub mod worker;
 pub mod write;
 

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use ddb_pitr::access::AutoScaling;
+use ddb_pitr::capacity::ManageOptions;
 use ddb_pitr::chain::Expectations;
 use ddb_pitr::cloud;
 use ddb_pitr::control::ControlTable;
@@ -17,6 +19,8 @@ use ddb_pitr::report::RunStatus;
 use ddb_pitr::restore::{self, Clients, RestoreOptions};
 use ddb_pitr::worker::{QueueOptions, Worker, WorkerOptions, run_queue};
 use ddb_pitr::write::RetryPolicy;
+
+mod commands;
 
 /// Restore Amazon DynamoDB tables from DynamoDB "export to S3" output (FULL and INCREMENTAL exports).
 #[derive(Parser)]
@@ -44,6 +48,10 @@ enum Command {
     /// Start and follow distributed restores (the deployed Step Functions state machine).
     #[command(subcommand)]
     Cloud(CloudCommand),
+    /// Print the least-privilege IAM policy (JSON) a restore needs, for the local runner or per Lambda role.
+    Policy(commands::policy::PolicyArgs),
+    /// Read-only checks before a restore: credentials, manifests, chain, table, permissions, estimates.
+    Validate(commands::validate::ValidateArgs),
 }
 
 #[derive(Subcommand)]
@@ -164,8 +172,9 @@ struct RestoreArgs {
     /// Also upload the JSON report to this S3 object (or, for a URI ending in /, a new object under it).
     #[arg(long, value_name = "S3_URI")]
     report: Option<String>,
-    /// Read, verify and decode everything and report what would be written; make no write calls.
-    #[arg(long)]
+    /// Read, verify and decode everything and report what would be written; make no write calls (no table
+    /// write, no capacity change, no checkpoint, no report upload: the report is printed on stdout).
+    #[arg(long, conflicts_with = "report")]
     dry_run: bool,
     /// After SIGINT/SIGTERM, how long in-flight batches may take before the checkpoint is saved.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
@@ -176,12 +185,71 @@ struct RestoreArgs {
     endpoint_url: Option<String>,
     #[command(flatten)]
     engine: EngineArgs,
+    #[command(flatten)]
+    capacity: CapacityArgs,
     /// How often the checkpoint is saved while running.
     #[arg(long, default_value = "10s", value_parser = parse_interval, help_heading = "Tuning")]
     checkpoint_interval: Duration,
     /// Lines of each export decoded and key-checked before the first write.
     #[arg(long, default_value_t = 20, help_heading = "Tuning")]
     sample_lines: u64,
+}
+
+/// The table's capacity during a restore.
+#[derive(Args)]
+#[command(next_help_heading = "Capacity")]
+struct CapacityArgs {
+    /// Cap the write rate at this many consumed write units per second (measured from ConsumedCapacity), to
+    /// run beside production traffic.
+    #[arg(long, value_name = "WCU", value_parser = parse_rate)]
+    max_wcu: Option<f64>,
+    /// Raise a provisioned table's (and its GSIs') write capacity before the restore and put it back after
+    /// (also after a failure, an interruption, or a crash on the next run); pre-warm an on-demand table with
+    /// warm throughput. Needs --resume: the originals are recorded in the checkpoint.
+    #[arg(long, requires = "resume")]
+    manage_capacity: bool,
+    /// Write capacity to raise to (default: enough for about an hour at 1 WCU per item, capped by --max-wcu
+    /// and by the default table quota of 40,000).
+    #[arg(long, value_name = "WCU", requires = "manage_capacity", value_parser = clap::value_parser!(i64).range(1..))]
+    target_wcu: Option<i64>,
+    /// A table under Application Auto Scaling: refuse, or raise the scalable targets' minimum for the restore.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "refuse",
+        requires = "manage_capacity"
+    )]
+    autoscaling: AutoScalingArg,
+    /// How long to wait for the table and its indexes to be ACTIVE around a capacity change.
+    #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
+    capacity_timeout: Duration,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AutoScalingArg {
+    Refuse,
+    Adjust,
+}
+
+impl CapacityArgs {
+    fn manage(&self) -> Option<ManageOptions> {
+        self.manage_capacity.then(|| ManageOptions {
+            target_wcu: self.target_wcu,
+            autoscaling: match self.autoscaling {
+                AutoScalingArg::Refuse => AutoScaling::Refuse,
+                AutoScalingArg::Adjust => AutoScaling::Adjust,
+            },
+            timeout: self.capacity_timeout,
+            ..ManageOptions::default()
+        })
+    }
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("{s:?} is not a positive number")),
+    }
 }
 
 /// Read and write tuning shared by `restore` and `worker`.
@@ -252,6 +320,9 @@ struct WorkerArgs {
     /// Print one CloudWatch embedded-metric-format line per file lease on stdout (for the CloudWatch agent).
     #[arg(long)]
     metrics: bool,
+    /// Cap this worker's write rate (all its files together) at this many consumed write units per second.
+    #[arg(long, value_name = "WCU", value_parser = parse_rate)]
+    max_wcu: Option<f64>,
     #[command(flatten)]
     engine: EngineArgs,
 }
@@ -296,7 +367,7 @@ fn parse_interval(s: &str) -> Result<Duration, String> {
 }
 
 /// Exit statuses: 0 success, 1 failure, 2 bad usage (clap), 130 interrupted.
-const EXIT_FAILED: u8 = 1;
+pub(crate) const EXIT_FAILED: u8 = 1;
 const EXIT_INTERRUPTED: u8 = 130;
 
 #[tokio::main]
@@ -308,6 +379,8 @@ async fn main() -> ExitCode {
         Command::Worker(args) => run_worker(args).await,
         Command::Cloud(CloudCommand::Start(args)) => run_cloud_start(args).await,
         Command::Cloud(CloudCommand::Status(args)) => run_cloud_status(args).await,
+        Command::Policy(args) => commands::policy::run(args).await,
+        Command::Validate(args) => commands::validate::run(args).await,
     };
     result.unwrap_or_else(|e| {
         eprintln!("error: {e:#}");
@@ -360,6 +433,8 @@ async fn run_restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
         checkpoint_interval: args.checkpoint_interval,
         sample_lines: args.sample_lines,
         progress_bar: std::io::stderr().is_terminal(),
+        max_wcu: args.capacity.max_wcu,
+        manage_capacity: args.capacity.manage(),
     };
     let clients = Clients::load(args.region, args.endpoint_url).await;
 
@@ -398,6 +473,7 @@ async fn run_worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
             lease: args.lease,
             checkpoint_interval: args.checkpoint_interval,
             emit_metrics: args.metrics,
+            max_wcu: args.max_wcu,
             ..WorkerOptions::default()
         },
     );

@@ -16,6 +16,9 @@ use futures::{StreamExt, stream};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::capacity::{
+    self, CapacityRecord, LimitedWriter, ManageOptions, RecordState, WcuLimiter,
+};
 use crate::chain::{self, Discontinuity, Expectations};
 use crate::checkpoint::{Checkpoint, CheckpointStore, FilePosition, FileState};
 use crate::engine::{Engine, FileRef, Settings};
@@ -24,7 +27,8 @@ use crate::location::{ExportUri, S3Uri, StateLocation};
 use crate::manifest::{self, Export};
 use crate::progress::Progress;
 use crate::report::{
-    ErrorReport, ExportReport, FileReport, FileStatus, REPORT_FORMAT, Report, RunStatus, Totals,
+    CapacityReport, ErrorReport, ExportReport, FileReport, FileStatus, REPORT_FORMAT, Report,
+    RunStatus, Totals,
 };
 use crate::source::{ObjectReader, S3Reader};
 use crate::table;
@@ -45,6 +49,10 @@ pub struct RestoreOptions {
     /// Lines of each export decoded and key-checked before the first write.
     pub sample_lines: u64,
     pub progress_bar: bool,
+    /// `--max-wcu`: consumed write units per second, at most.
+    pub max_wcu: Option<f64>,
+    /// `--manage-capacity`: raise (or pre-warm) the table's capacity before writing, put it back after.
+    pub manage_capacity: Option<ManageOptions>,
 }
 
 #[derive(Clone)]
@@ -53,6 +61,9 @@ pub struct Clients {
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub sqs: aws_sdk_sqs::Client,
     pub sfn: aws_sdk_sfn::Client,
+    pub sts: aws_sdk_sts::Client,
+    pub iam: aws_sdk_iam::Client,
+    pub autoscaling: aws_sdk_applicationautoscaling::Client,
 }
 
 impl Clients {
@@ -96,6 +107,9 @@ impl Clients {
             dynamodb: aws_sdk_dynamodb::Client::new(sdk),
             sqs: aws_sdk_sqs::Client::new(sdk),
             sfn: aws_sdk_sfn::Client::new(sdk),
+            sts: aws_sdk_sts::Client::new(sdk),
+            iam: aws_sdk_iam::Client::new(sdk),
+            autoscaling: aws_sdk_applicationautoscaling::Client::new(sdk),
         }
     }
 }
@@ -114,8 +128,16 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Outcome {
     let objects: Arc<dyn ObjectReader> = Arc::new(S3Reader::new(clients.s3.clone()));
-    let writer: Option<Arc<dyn BatchWriter>> = (!opts.dry_run)
-        .then(|| Arc::new(DynamoWriter::new(&clients.dynamodb)) as Arc<dyn BatchWriter>);
+    let writer: Option<Arc<dyn BatchWriter>> = (!opts.dry_run).then(|| {
+        let writer = Arc::new(DynamoWriter::new(&clients.dynamodb)) as Arc<dyn BatchWriter>;
+        match opts.max_wcu {
+            Some(rate) => Arc::new(LimitedWriter {
+                inner: writer,
+                limiter: Arc::new(WcuLimiter::new(rate)),
+            }) as Arc<dyn BatchWriter>,
+            None => writer,
+        }
+    });
     let started_at = SystemTime::now();
     let started = Instant::now();
     let stats = Arc::new(WriteStats::default());
@@ -125,13 +147,23 @@ pub async fn run(
         .filter(|_| !opts.dry_run)
         .map(|loc| CheckpointStore::new(loc, clients.s3.clone()));
 
+    let mut capacity = CapacityReport {
+        max_wcu: opts.max_wcu,
+        managed: opts.manage_capacity.is_some(),
+        ..CapacityReport::default()
+    };
     tokio::pin!(shutdown);
     let preflight = tokio::select! {
         p = preflight(opts, clients, objects.clone(), store.as_ref()) => p,
         _ = &mut shutdown => Err(Error::Interrupted),
     };
-    let (run, error) = match preflight {
-        Ok(p) => {
+    let (run, mut error) = match preflight {
+        Ok(mut p) => {
+            // Capacity is raised before the first write; the originals are in the checkpoint before that.
+            let raised = tokio::select! {
+                r = raise_capacity(opts, clients, store.as_ref(), &mut p, &mut capacity) => r,
+                _ = &mut shutdown => Err(Error::Interrupted),
+            };
             let engine = Engine {
                 objects,
                 writer,
@@ -141,12 +173,24 @@ pub async fn run(
                 stats: stats.clone(),
             };
             let run = Run::new(opts, engine, p.exports, p.gaps, p.checkpoint, store);
-            let error = run.main(&mut shutdown).await.err();
+            let error = match raised {
+                Ok(()) => run.main(&mut shutdown).await.err(),
+                Err(e) => Some(e),
+            };
             (Some(run), error)
         }
         Err(e) => (None, Some(e)),
     };
-    let report = build_report(
+    if let Some(run) = &run
+        && let Err(e) = restore_capacity(opts, clients, run, &mut capacity).await
+    {
+        tracing::error!("{e}");
+        capacity.original_restored = Some(false);
+        run.errors.lock().expect("errors").push(e.clone());
+        error.get_or_insert(e);
+    }
+    capacity.resources = stats.resources();
+    let mut report = build_report(
         opts,
         run.as_ref(),
         error.as_ref(),
@@ -154,6 +198,9 @@ pub async fn run(
         started,
         &stats,
     );
+    if !opts.dry_run {
+        report.capacity = Some(capacity);
+    }
     let mut outcome = Outcome { report, error };
     if let Some(uri) = &opts.report
         && let Err(e) = upload_report(&clients.s3, uri, &outcome.report).await
@@ -216,6 +263,118 @@ async fn preflight(
         key: chain.key,
         checkpoint,
     })
+}
+
+/// `--manage-capacity`, before the first write: records the table's capacity in the checkpoint, then raises
+/// it (provisioned) or pre-warms it (on-demand). A record left by an earlier run (a crash, an interruption,
+/// a refused decrease) is used as it is: it holds the real originals, while the table may now show the
+/// raised values.
+async fn raise_capacity(
+    opts: &RestoreOptions,
+    clients: &Clients,
+    store: Option<&CheckpointStore>,
+    p: &mut Preflight,
+    report: &mut CapacityReport,
+) -> Result<()> {
+    let Some(manage) = &opts.manage_capacity else {
+        return Ok(());
+    };
+    if opts.dry_run {
+        return Ok(());
+    }
+    let store = store.ok_or_else(|| {
+        Error::Usage(
+            "--manage-capacity needs --resume: the table's original capacity is recorded in the checkpoint              before it is raised, so that it can be put back even after a crash"
+                .into(),
+        )
+    })?;
+    let manager = capacity::Manager {
+        dynamodb: &clients.dynamodb,
+        autoscaling: &clients.autoscaling,
+        table: &opts.table,
+        opts: manage,
+    };
+    let earlier = p
+        .checkpoint
+        .capacity
+        .clone()
+        .filter(|r| r.state != RecordState::Restored);
+    let record = match earlier {
+        Some(record) => {
+            tracing::info!(
+                target_wcu = record.target_wcu,
+                "capacity was raised by an earlier run of this restore; its recorded originals will be put back"
+            );
+            record
+        }
+        None => {
+            let current = capacity::describe(&clients.dynamodb, &opts.table).await?;
+            let items = p.exports.iter().map(Export::item_count).sum();
+            let target = manage.target_wcu.unwrap_or_else(|| {
+                capacity::computed_target(items, opts.max_wcu, current.table.write)
+            });
+            report.target_wcu = Some(target);
+            let (plan, warnings) = manager.plan(target).await?;
+            for w in &warnings {
+                tracing::warn!("{w}");
+            }
+            report.warnings.extend(warnings);
+            match plan {
+                capacity::Plan::Nothing => return Ok(()),
+                capacity::Plan::Warm(target) => {
+                    report.raised = manager.warm(target).await?;
+                    return Ok(());
+                }
+                capacity::Plan::Raise(record) => {
+                    p.checkpoint.capacity = Some(record.clone());
+                    store.save(&p.checkpoint).await?;
+                    record
+                }
+            }
+        }
+    };
+    report.target_wcu = Some(record.target_wcu);
+    report.raised = manager.raise(&record).await?;
+    if let Some(r) = p.checkpoint.capacity.as_mut() {
+        r.state = RecordState::Raised;
+    }
+    store.save(&p.checkpoint).await
+}
+
+/// After the work, however it ended: puts back the capacity recorded in the checkpoint, if any.
+async fn restore_capacity(
+    opts: &RestoreOptions,
+    clients: &Clients,
+    run: &Run<'_>,
+    report: &mut CapacityReport,
+) -> Result<()> {
+    let record: Option<CapacityRecord> = run
+        .checkpoint
+        .lock()
+        .expect("checkpoint")
+        .capacity
+        .clone()
+        .filter(|r| r.state != RecordState::Restored);
+    let Some(record) = record else {
+        return Ok(());
+    };
+    report.managed = true;
+    report.target_wcu.get_or_insert(record.target_wcu);
+    let manage = opts.manage_capacity.clone().unwrap_or_default();
+    let manager = capacity::Manager {
+        dynamodb: &clients.dynamodb,
+        autoscaling: &clients.autoscaling,
+        table: &opts.table,
+        opts: &manage,
+    };
+    report.restored = manager.restore(&record).await?;
+    if let Some(r) = run.checkpoint.lock().expect("checkpoint").capacity.as_mut() {
+        r.state = RecordState::Restored;
+    }
+    // A failed save only means the next run puts back values that are already back: harmless.
+    run.save_checkpoint().await;
+    report.original_restored = Some(true);
+    Ok(())
 }
 
 /// A chain that passed every check that can be made before the first write.
@@ -558,7 +717,7 @@ impl<'a> Run<'a> {
             .lock()
             .expect("last saved")
             .as_ref()
-            .is_some_and(|last| last.exports == cp.exports)
+            .is_some_and(|last| last.exports == cp.exports && last.capacity == cp.capacity)
         {
             return;
         }
@@ -691,6 +850,7 @@ fn build_report(
         chain_discontinuities: gaps,
         totals,
         writes: stats.snapshot(),
+        capacity: None,
         errors,
         resume_hint,
     }

@@ -5,13 +5,16 @@
 //! uniquely named bucket and table, so tests run in parallel.
 
 mod bad_input;
+mod capacity;
 mod cli;
 mod cloud;
 mod distributed;
 mod interruption;
 mod lambda_watch;
+mod policy;
 mod restore_generated;
 mod restore_real;
 mod statemachine;
 mod support;
 mod support_smoke;
+mod validate;

@@ -1,0 +1,4 @@
+//! Subcommands that have grown beyond a few lines of flag handling, one file each.
+
+pub mod policy;
+pub mod validate;

@@ -1,0 +1,253 @@
+//! `ddb-pitr policy`: prints the least-privilege IAM policy a restore needs, for the local runner or (with
+//! `--mode lambda`) one per function role. The permissions come from [`ddb_pitr::access`]; this file only
+//! turns flags into an [`access::Scope`]. See `docs/permissions.md`.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use ddb_pitr::access::{self, Role, Scope};
+use ddb_pitr::location::{ExportUri, S3Uri, StateLocation};
+use ddb_pitr::restore::Clients;
+use ddb_pitr::source::S3Reader;
+use serde_json::json;
+
+#[derive(Args)]
+pub struct PolicyArgs {
+    /// Target table: a name, or its ARN (which also gives the partition, region and account).
+    #[arg(long)]
+    table: String,
+    /// Bucket of the exports. Not needed with --export, which names the bucket.
+    #[arg(long, required_unless_present = "exports")]
+    bucket: Option<String>,
+    /// Key prefix of the exports in --bucket; the policy reads only objects under it.
+    #[arg(long, default_value = "", requires = "bucket")]
+    prefix: String,
+    /// An export the restore reads (repeatable): its manifests are read to scope the policy to its folders
+    /// exactly and to add kms:Decrypt for its s3SseKmsKeyId.
+    #[arg(long = "export", value_name = "S3_URI", value_parser = parse_export)]
+    exports: Vec<ExportUri>,
+    /// Where the report goes (`restore --report`): an object, or a prefix ending in `/`.
+    #[arg(long, value_name = "S3_URI", value_parser = parse_s3)]
+    report: Option<S3Uri>,
+    /// Checkpoint location (`restore --resume`); only an s3:// checkpoint needs permissions.
+    #[arg(long, value_name = "S3_URI|PATH", value_parser = parse_state)]
+    resume: Option<StateLocation>,
+    /// A KMS key the export objects are encrypted with (repeatable): key ARN or key id.
+    #[arg(long = "kms-key", value_name = "ARN")]
+    kms_keys: Vec<String>,
+    /// `local`: one policy for `ddb-pitr restore`. `lambda`: one policy per function role
+    /// (`{"planner": …, "worker": …, "reporter": …}`).
+    #[arg(long, value_enum, default_value_t = Mode::Local)]
+    mode: Mode,
+    /// The restore will run with --manage-capacity (adds dynamodb:UpdateTable and Application Auto
+    /// Scaling reads).
+    #[arg(long)]
+    manage_capacity: bool,
+    /// With --manage-capacity: what the restore does with an auto-scaled table (`adjust` adds
+    /// RegisterScalableTarget).
+    #[arg(long, value_enum, default_value_t = AutoScalingArg::Refuse, requires = "manage_capacity")]
+    autoscaling: AutoScalingArg,
+    /// Region of the table (default: from a table ARN, else the standard AWS configuration chain).
+    #[arg(long)]
+    region: Option<String>,
+    /// Account id of the table (default: from a table ARN, else sts:GetCallerIdentity).
+    #[arg(long)]
+    account: Option<String>,
+    /// AWS partition (default: from a table ARN, else `aws`).
+    #[arg(long)]
+    partition: Option<String>,
+    /// `--mode lambda`: the control table (stack output ControlTableName; CloudFormation generates it).
+    #[arg(long, required_if_eq("mode", "lambda"))]
+    control_table: Option<String>,
+    /// `--mode lambda`: the file queue's name or URL (stack output QueueUrl; CloudFormation generates it).
+    #[arg(long, required_if_eq("mode", "lambda"))]
+    queue: Option<String>,
+    /// Endpoint for every AWS service (local emulators).
+    #[arg(long, value_name = "URL")]
+    endpoint_url: Option<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    Local,
+    Lambda,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum AutoScalingArg {
+    Refuse,
+    Adjust,
+}
+
+fn parse_export(s: &str) -> Result<ExportUri, String> {
+    s.parse().map_err(|e: ddb_pitr::Error| e.to_string())
+}
+
+fn parse_s3(s: &str) -> Result<S3Uri, String> {
+    s.parse().map_err(|e: ddb_pitr::Error| e.to_string())
+}
+
+fn parse_state(s: &str) -> Result<StateLocation, String> {
+    s.parse().map_err(|e: ddb_pitr::Error| e.to_string())
+}
+
+/// A table name or ARN as given to `--control-table`.
+fn table_name(s: &str, flag: &str) -> anyhow::Result<String> {
+    let name = if s.starts_with("arn:") {
+        access::parse_table_arn(s)?.3
+    } else {
+        s.to_owned()
+    };
+    if !access::is_table_name(&name) {
+        bail!("{flag} `{s}` is not a DynamoDB table name (3 to 255 of a-z A-Z 0-9 _ - .)");
+    }
+    Ok(name)
+}
+
+pub async fn run(args: PolicyArgs) -> anyhow::Result<ExitCode> {
+    let (partition, region, account, table) = if args.table.starts_with("arn:") {
+        let (p, r, a, t) = access::parse_table_arn(&args.table)?;
+        for (flag, given, from_arn) in [
+            ("--partition", &args.partition, &p),
+            ("--region", &args.region, &r),
+            ("--account", &args.account, &a),
+        ] {
+            if let Some(given) = given.as_ref().filter(|g| *g != from_arn) {
+                bail!("{flag} {given} contradicts the table ARN {}", args.table);
+            }
+        }
+        (p, Some(r), Some(a), t)
+    } else {
+        (
+            args.partition.clone().unwrap_or_else(|| "aws".into()),
+            args.region.clone(),
+            args.account.clone(),
+            table_name(&args.table, "--table")?,
+        )
+    };
+
+    // AWS is called only for what the flags do not say: the region, the account, the export manifests.
+    let needs_aws = region.is_none() || account.is_none() || !args.exports.is_empty();
+    let clients = if needs_aws {
+        Some(Clients::load(region.clone(), args.endpoint_url.clone()).await)
+    } else {
+        None
+    };
+    let region = match region {
+        Some(r) => r,
+        None => clients
+            .as_ref()
+            .and_then(|c| c.sts.config().region())
+            .map(|r| r.to_string())
+            .context(
+                "no region: pass --region, a table ARN, or configure one (AWS_REGION or a profile)",
+            )?,
+    };
+    let account = match account {
+        Some(a) => a,
+        None => {
+            let sts = &clients
+                .as_ref()
+                .expect("loaded when the account is unknown")
+                .sts;
+            access::caller_account(sts).await?
+        }
+    };
+    if !access::is_account_id(&account) {
+        bail!("account `{account}` is not a 12-digit AWS account id");
+    }
+
+    let mut export_objects = Vec::new();
+    let mut kms_keys = args.kms_keys.clone();
+    if args.exports.is_empty() {
+        let bucket = args
+            .bucket
+            .clone()
+            .expect("clap requires --bucket without --export");
+        export_objects.push(S3Uri {
+            bucket,
+            key: args.prefix.clone(),
+        });
+    } else {
+        for e in &args.exports {
+            if let Some(b) = &args.bucket
+                && (*b != e.bucket || !e.root.starts_with(&args.prefix))
+            {
+                bail!(
+                    "--export {e} is not under --bucket {b} --prefix {:?}; give either --export or --bucket/--prefix, or make them agree",
+                    args.prefix
+                );
+            }
+        }
+        let s3 = clients.as_ref().expect("loaded for --export").s3.clone();
+        let found = access::export_access(&S3Reader::new(s3), &args.exports).await?;
+        export_objects = found.objects;
+        kms_keys.extend(found.kms_keys);
+    }
+
+    let mut scope = Scope {
+        partition,
+        region,
+        account,
+        table,
+        export_objects,
+        checkpoint: match args.resume {
+            Some(StateLocation::S3(uri)) => Some(uri),
+            _ => None,
+        },
+        report: args.report,
+        kms_keys: Vec::new(),
+        manage_capacity: args.manage_capacity,
+        autoscaling: match args.autoscaling {
+            AutoScalingArg::Refuse => access::AutoScaling::Refuse,
+            AutoScalingArg::Adjust => access::AutoScaling::Adjust,
+        },
+        control_table: String::new(),
+        queue: String::new(),
+    };
+    for key in kms_keys {
+        let arn = scope.kms_key_arn(&key)?;
+        if !scope.kms_keys.contains(&arn) {
+            scope.kms_keys.push(arn);
+        }
+    }
+
+    let document = match args.mode {
+        Mode::Local => access::policy_document(&access::permissions(Role::Local, &scope)),
+        Mode::Lambda => {
+            if scope.manage_capacity {
+                bail!(
+                    "--manage-capacity is a local restore option; the Lambda roles never change capacity"
+                );
+            }
+            scope.control_table = table_name(
+                args.control_table
+                    .as_deref()
+                    .expect("clap requires it in lambda mode"),
+                "--control-table",
+            )?;
+            let queue = args.queue.expect("clap requires it in lambda mode");
+            scope.queue = queue
+                .trim_end_matches('/')
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            if scope.queue.is_empty() {
+                bail!("--queue `{queue}` names no queue");
+            }
+            let doc = |role| access::policy_document(&access::permissions(role, &scope));
+            json!({
+                "planner": doc(Role::Planner),
+                "worker": doc(Role::Worker),
+                "reporter": doc(Role::Reporter),
+            })
+        }
+    };
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&document).expect("a policy serialises")
+    );
+    Ok(ExitCode::SUCCESS)
+}
