@@ -18,6 +18,7 @@
 #   --worker-memory MB       [WorkerMemory: 1769]           worker memory (1769 MB = one vCPU)
 #   --worker-concurrency N   [WorkerConcurrency: 20]        MaximumConcurrency of the SQS event source
 #   --worker-batch-size N    [WorkerBatchSize: 1]           files per worker invocation
+#   --worker-max-wcu N       [WorkerMaxWcu: 0]              consumed WCU/s cap per worker environment (0: none)
 #   --max-receive-count N    [MaxReceiveCount: 10]          deliveries before a message goes to the DLQ
 #   --log-level LEVEL        [LogLevel: INFO]               functions' application log level
 #   --region REGION          deploy region (default: the AWS CLI's)
@@ -45,6 +46,7 @@ while [[ $# -gt 0 ]]; do
         --worker-memory) params+=("WorkerMemory=$2"); shift 2 ;;
         --worker-concurrency) params+=("WorkerConcurrency=$2"); shift 2 ;;
         --worker-batch-size) params+=("WorkerBatchSize=$2"); shift 2 ;;
+        --worker-max-wcu) params+=("WorkerMaxWcu=$2"); shift 2 ;;
         --max-receive-count) params+=("MaxReceiveCount=$2"); shift 2 ;;
         --log-level) params+=("LogLevel=$2"); shift 2 ;;
         --region) region="$2"; shift 2 ;;

@@ -107,6 +107,9 @@ pub struct Checkpoint {
     pub format: u32,
     pub table: String,
     pub exports: Vec<ExportState>,
+    /// The table's capacity before `--manage-capacity` raised it, until it is put back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<crate::capacity::CapacityRecord>,
     pub updated_at: String,
 }
 
@@ -124,6 +127,7 @@ impl Checkpoint {
                     files: BTreeMap::new(),
                 })
                 .collect(),
+            capacity: None,
             updated_at: now(),
         }
     }
@@ -199,6 +203,25 @@ impl CheckpointStore {
                 Err(e) => return Err(self.err(format!("cannot be read: {e}"))),
             },
             StateLocation::S3(uri) => {
+                // S3 answers 403, not 404, for a missing key to a caller without s3:ListBucket. Listing the key
+                // itself (which a policy can allow for exactly this key, with an s3:prefix condition) tells
+                // "no checkpoint yet" from "not allowed" without reading anything else in the bucket.
+                let listed = self
+                    .s3
+                    .list_objects_v2()
+                    .bucket(&uri.bucket)
+                    .prefix(&uri.key)
+                    .max_keys(1)
+                    .send()
+                    .await
+                    .map_err(|e| Error::aws(format!("ListObjectsV2 {uri}"), &e))?;
+                if !listed
+                    .contents()
+                    .iter()
+                    .any(|o| o.key() == Some(uri.key.as_str()))
+                {
+                    return Ok(None);
+                }
                 match self
                     .s3
                     .get_object()

@@ -58,6 +58,10 @@ pub enum Error {
     #[error("table {table}: {message}")]
     Table { table: String, message: String },
 
+    /// The table's capacity could not be changed, or put back, as `--manage-capacity` asked.
+    #[error("table {table}: capacity: {message}")]
+    Capacity { table: String, message: String },
+
     /// A checkpoint cannot be read, written, or belongs to another restore.
     #[error("checkpoint {location}: {message}")]
     Checkpoint { location: String, message: String },

@@ -94,6 +94,26 @@ pub struct Totals {
     pub mib_per_second: f64,
 }
 
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct CapacityReport {
+    /// `--max-wcu`: the cap on consumed write units per second.
+    pub max_wcu: Option<f64>,
+    /// `--manage-capacity` was given (or an earlier run's raise was still to be put back).
+    pub managed: bool,
+    pub target_wcu: Option<i64>,
+    /// Settings raised before the first write.
+    pub raised: Vec<crate::capacity::CapacityChange>,
+    /// Settings put back after the restore.
+    pub restored: Vec<crate::capacity::CapacityChange>,
+    /// `true` once every raised setting is back; `false` if putting it back failed (see `errors`); absent
+    /// when there was nothing to put back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub original_restored: Option<bool>,
+    /// Consumed write units and throttled requests by `table` and `index/<name>`, as DynamoDB reported them.
+    pub resources: std::collections::BTreeMap<String, crate::write::ResourceUse>,
+    pub warnings: Vec<String>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ErrorReport {
     pub error_type: String,
@@ -115,6 +135,10 @@ pub struct Report {
     pub chain_discontinuities: Vec<Discontinuity>,
     pub totals: Totals,
     pub writes: WriteStatsSnapshot,
+    /// The table's capacity: the write cap, what `--manage-capacity` changed and put back, and consumption and
+    /// throttling by table and index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<CapacityReport>,
     pub errors: Vec<ErrorReport>,
     /// What to run to continue, when the run did not succeed.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -177,6 +177,7 @@ pub fn assemble(
         chain_discontinuities: plan.gaps.clone(),
         totals,
         writes,
+        capacity: None,
         errors,
         resume_hint,
     }

@@ -45,6 +45,8 @@ pub struct WorkerOptions {
     pub max_stalls: u32,
     /// Print one CloudWatch embedded-metric-format line on stdout per lease (see [`crate::metrics`]).
     pub emit_metrics: bool,
+    /// Cap on the consumed write units per second of this worker (all its files together).
+    pub max_wcu: Option<f64>,
 }
 
 impl Default for WorkerOptions {
@@ -57,6 +59,7 @@ impl Default for WorkerOptions {
             deadline_margin: Duration::from_secs(30),
             max_stalls: 3,
             emit_metrics: false,
+            max_wcu: None,
         }
     }
 }
@@ -112,13 +115,20 @@ impl Worker {
         queue_url: &str,
         options: WorkerOptions,
     ) -> Self {
+        let mut writer: Arc<dyn BatchWriter> = Arc::new(DynamoWriter::new(&clients.dynamodb));
+        if let Some(rate) = options.max_wcu {
+            writer = Arc::new(crate::capacity::LimitedWriter {
+                inner: writer,
+                limiter: Arc::new(crate::capacity::WcuLimiter::new(rate)),
+            });
+        }
         Worker {
             control: ControlTable::new(clients.dynamodb.clone(), control_table),
             sqs: clients.sqs.clone(),
             queue_url: queue_url.to_owned(),
             options,
             objects: Arc::new(S3Reader::new(clients.s3.clone())),
-            writer: Arc::new(DynamoWriter::new(&clients.dynamodb)),
+            writer,
             stats: Arc::default(),
             plans: Mutex::default(),
         }

@@ -12,6 +12,8 @@
 //! - Puts and deletes are idempotent, so a batch that was applied but whose response was lost is safe to
 //!   send again.
 
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -35,8 +37,12 @@ const THROTTLING_CODES: [&str; 4] = [
 /// Why one BatchWriteItem attempt failed as a whole.
 #[derive(Debug, Clone)]
 pub enum AttemptError {
-    /// The table or account is over its throughput: back off and retry.
-    Throttled(String),
+    /// The table, an index or the account is over its throughput: back off and retry. `resources` are the
+    /// throttled table or indexes (`table`, `index/<name>`) when DynamoDB says (`ThrottlingReasons`).
+    Throttled {
+        message: String,
+        resources: Vec<String>,
+    },
     /// 5xx, timeout or connection failure: back off and retry.
     Transient(String),
     /// DynamoDB refused the request itself (validation, missing table, access denied): retrying is useless.
@@ -48,6 +54,8 @@ pub enum AttemptError {
 pub struct AttemptOutcome {
     pub unprocessed: Vec<WriteRequest>,
     pub consumed_wcu: f64,
+    /// Consumed write units by resource (`table`, `index/<name>`), when DynamoDB reports them.
+    pub consumed_by: Vec<(String, f64)>,
 }
 
 /// The write seam: one BatchWriteItem call against one table, no retries.
@@ -91,7 +99,7 @@ impl BatchWriter for DynamoWriter {
                 .client
                 .batch_write_item()
                 .request_items(table, requests)
-                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
                 .send()
                 .await;
             match result {
@@ -106,10 +114,38 @@ impl BatchWriter for DynamoWriter {
                         .iter()
                         .filter_map(|c| c.capacity_units())
                         .sum(),
+                    consumed_by: consumed_by_resource(out.consumed_capacity()),
                 }),
                 Err(e) => Err(classify(&e)),
             }
         })
+    }
+}
+
+/// `table` and `index/<name>` with the write units each consumed (INDEXES detail).
+fn consumed_by_resource(
+    capacity: &[aws_sdk_dynamodb::types::ConsumedCapacity],
+) -> Vec<(String, f64)> {
+    let mut out = Vec::new();
+    for c in capacity {
+        if let Some(units) = c.table().and_then(|t| t.capacity_units()) {
+            out.push(("table".to_owned(), units));
+        }
+        let indexes = c.global_secondary_indexes().into_iter().flatten();
+        for (name, cap) in indexes.chain(c.local_secondary_indexes().into_iter().flatten()) {
+            if let Some(units) = cap.capacity_units() {
+                out.push((format!("index/{name}"), units));
+            }
+        }
+    }
+    out
+}
+
+/// `table` or `index/<name>` for a throttled resource's ARN (`…:table/T` or `…:table/T/index/I`).
+fn resource_label(arn: &str) -> String {
+    match arn.split_once("/index/") {
+        Some((_, index)) => format!("index/{index}"),
+        None => "table".to_owned(),
     }
 }
 
@@ -122,7 +158,22 @@ fn classify(err: &SdkError<BatchWriteItemError, HttpResponse>) -> AttemptError {
             || e.is_throttling_exception()
             || e.code().is_some_and(|c| THROTTLING_CODES.contains(&c))
         {
-            return AttemptError::Throttled(text);
+            let reasons = match e {
+                BatchWriteItemError::ProvisionedThroughputExceededException(p) => {
+                    p.throttling_reasons()
+                }
+                BatchWriteItemError::ThrottlingException(t) => t.throttling_reasons(),
+                BatchWriteItemError::RequestLimitExceeded(r) => r.throttling_reasons(),
+                _ => &[],
+            };
+            return AttemptError::Throttled {
+                message: text,
+                resources: reasons
+                    .iter()
+                    .filter_map(|r| r.resource())
+                    .map(resource_label)
+                    .collect(),
+            };
         }
         // A conflicting write in another region of a global table: retrying is the documented remedy.
         if e.is_internal_server_error() || e.is_replicated_write_conflict_exception() {
@@ -208,9 +259,19 @@ impl RetryPolicy {
     }
 }
 
+/// Consumption and throttling of one resource (`table`, `index/<name>`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ResourceUse {
+    pub consumed_wcu: f64,
+    /// Requests refused with throttling that DynamoDB attributed to this resource.
+    pub throttled_requests: u64,
+}
+
 /// Counters shared by every writer of a restore; they feed the report and progress display.
 #[derive(Debug, Default)]
 pub struct WriteStats {
+    /// By resource, when DynamoDB says which (ConsumedCapacity INDEXES detail, ThrottlingReasons).
+    pub resources: Mutex<BTreeMap<String, ResourceUse>>,
     pub requests: AtomicU64,
     pub retries: AtomicU64,
     pub throttled_requests: AtomicU64,
@@ -267,6 +328,24 @@ impl WriteStats {
         );
     }
 
+    /// Consumption and throttling by table and index.
+    pub fn resources(&self) -> BTreeMap<String, ResourceUse> {
+        self.resources.lock().expect("resources").clone()
+    }
+
+    fn record_resources(&self, consumed: &[(String, f64)], throttled: &[String]) {
+        if consumed.is_empty() && throttled.is_empty() {
+            return;
+        }
+        let mut map = self.resources.lock().expect("resources");
+        for (name, units) in consumed {
+            map.entry(name.clone()).or_default().consumed_wcu += units;
+        }
+        for name in throttled {
+            map.entry(name.clone()).or_default().throttled_requests += 1;
+        }
+    }
+
     pub fn snapshot(&self) -> WriteStatsSnapshot {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         WriteStatsSnapshot {
@@ -321,6 +400,7 @@ pub async fn write_all(
                 stats
                     .consumed_milli_wcu
                     .fetch_add((outcome.consumed_wcu * 1000.0) as u64, Ordering::Relaxed);
+                stats.record_resources(&outcome.consumed_by, &[]);
                 let left = outcome.unprocessed.len();
                 if left == 0 {
                     return Ok(());
@@ -335,9 +415,10 @@ pub async fn write_all(
                 pending = outcome.unprocessed;
                 format!("{left} of {sent} items left unprocessed")
             }
-            Err(AttemptError::Throttled(e)) => {
+            Err(AttemptError::Throttled { message, resources }) => {
                 stats.throttled_requests.fetch_add(1, Ordering::Relaxed);
-                e
+                stats.record_resources(&[], &resources);
+                message
             }
             Err(AttemptError::Transient(e)) => {
                 stats.server_errors.fetch_add(1, Ordering::Relaxed);
@@ -391,6 +472,7 @@ mod tests {
                 step.map(|left| AttemptOutcome {
                     unprocessed: requests[requests.len() - left.unwrap_or(0)..].to_vec(),
                     consumed_wcu: 1.0,
+                    consumed_by: vec![],
                 })
             })
         }
@@ -419,7 +501,10 @@ mod tests {
         let w = Scripted {
             script: Mutex::new(vec![
                 Ok(Some(10)),
-                Err(AttemptError::Throttled("t".into())),
+                Err(AttemptError::Throttled {
+                    message: "t".into(),
+                    resources: vec![],
+                }),
                 Ok(Some(4)),
                 Ok(None),
             ]),
@@ -528,7 +613,7 @@ mod tests {
 
             let e = writer.write_batch("t", requests(25)).await.unwrap_err();
             assert!(
-                matches!(&e, AttemptError::Throttled(m) if m.contains("slow down")),
+                matches!(&e, AttemptError::Throttled { message, .. } if message.contains("slow down")),
                 "{e:?}"
             );
             let e = writer.write_batch("t", requests(25)).await.unwrap_err();
@@ -551,6 +636,77 @@ mod tests {
             );
             assert_eq!(server_error.num_calls(), 1);
         }
+    }
+
+    /// INDEXES detail and ThrottlingReasons reach the per-resource statistics of the report.
+    #[tokio::test]
+    async fn consumption_and_throttling_are_attributed_to_the_table_and_its_indexes() {
+        use aws_sdk_dynamodb::Client;
+        use aws_sdk_dynamodb::operation::batch_write_item::BatchWriteItemOutput;
+        use aws_sdk_dynamodb::types::error::ProvisionedThroughputExceededException;
+        use aws_sdk_dynamodb::types::{Capacity, ConsumedCapacity, ThrottlingReason};
+        use aws_smithy_mocks::{RuleMode, mock, mock_client};
+
+        let throttled = mock!(Client::batch_write_item).then_error(|| {
+            BatchWriteItemError::ProvisionedThroughputExceededException(
+                ProvisionedThroughputExceededException::builder()
+                    .message("index g is throttled")
+                    .throttling_reasons(
+                        ThrottlingReason::builder()
+                            .reason("IndexWriteProvisionedThroughputExceeded")
+                            .resource("arn:aws:dynamodb:us-east-1:123456789012:table/t/index/g")
+                            .build(),
+                    )
+                    .build(),
+            )
+        });
+        let written = mock!(Client::batch_write_item).then_output(|| {
+            BatchWriteItemOutput::builder()
+                .consumed_capacity(
+                    ConsumedCapacity::builder()
+                        .table_name("t")
+                        .capacity_units(50.0)
+                        .table(Capacity::builder().capacity_units(25.0).build())
+                        .global_secondary_indexes(
+                            "g",
+                            Capacity::builder().capacity_units(25.0).build(),
+                        )
+                        .build(),
+                )
+                .build()
+        });
+        let client = mock_client!(
+            aws_sdk_dynamodb,
+            RuleMode::Sequential,
+            &[&throttled, &written]
+        );
+        let stats = WriteStats::default();
+        write_all(
+            &DynamoWriter::new(&client),
+            "t",
+            requests(25),
+            &fast(),
+            &stats,
+        )
+        .await
+        .unwrap();
+        let resources = stats.resources();
+        assert_eq!(
+            resources["index/g"],
+            ResourceUse {
+                consumed_wcu: 25.0,
+                throttled_requests: 1
+            }
+        );
+        assert_eq!(
+            resources["table"],
+            ResourceUse {
+                consumed_wcu: 25.0,
+                throttled_requests: 0
+            }
+        );
+        assert_eq!(stats.snapshot().consumed_wcu, 50.0);
+        assert_eq!(stats.snapshot().throttled_requests, 1);
     }
 
     #[test]

@@ -129,6 +129,9 @@ async fn dry_run_reads_everything_and_makes_no_write_call() {
             &table.name,
             "--dry-run",
             "--allow-gaps",
+            "--manage-capacity",
+            "--max-wcu",
+            "100",
         ])
         .args(["--resume", checkpoint.to_str().unwrap()])
         .args(cli::export_args(&bucket, [REAL_FULL, REAL_INC1, REAL_INC2]));

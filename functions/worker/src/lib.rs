@@ -49,6 +49,9 @@ impl Handler {
             max_stalls: env::number("DDB_PITR_MAX_STALLS", defaults.max_stalls)?,
             // CloudWatch Logs turns the lines into metrics; on by default in Lambda.
             emit_metrics: env::flag("DDB_PITR_METRICS", true)?,
+            // Per execution environment; 0 (the template's default) means no cap.
+            max_wcu: Some(env::number("DDB_PITR_MAX_WCU", 0.0_f64)?)
+                .filter(|r| r.is_finite() && *r > 0.0),
             settings: ddb_pitr::engine::Settings {
                 inflight_batches: env::number(
                     "DDB_PITR_INFLIGHT_BATCHES",

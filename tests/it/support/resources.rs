@@ -259,6 +259,29 @@ impl TestTable {
         table
     }
 
+    /// Creates a table from a CreateTable request that `build` completes (the name is set), and waits until
+    /// it is ACTIVE.
+    pub async fn create_with(
+        ddb: &aws_sdk_dynamodb::Client,
+        prefix: &str,
+        build: impl FnOnce(
+            aws_sdk_dynamodb::operation::create_table::builders::CreateTableFluentBuilder,
+        )
+            -> aws_sdk_dynamodb::operation::create_table::builders::CreateTableFluentBuilder,
+    ) -> TestTable {
+        let name = unique_name(prefix);
+        build(ddb.create_table().table_name(&name))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("CreateTable {name}: {e:?}"));
+        let table = TestTable {
+            name,
+            client: ddb.clone(),
+        };
+        table.wait_active().await;
+        table
+    }
+
     async fn wait_active(&self) {
         // moto creates tables ACTIVE at once; real DynamoDB takes seconds. Bounded poll.
         let deadline = Instant::now() + Duration::from_secs(120);
