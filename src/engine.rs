@@ -144,6 +144,60 @@ impl Engine {
         .map(|_| ())
     }
 
+    /// [`Engine::check_sample`] that also returns the writes of the first `lines` lines (fewer if the file
+    /// is shorter), for `ddb-pitr validate`'s size estimates. The same read, decode and key-check path runs;
+    /// batches of one request go to an in-memory collector instead of a table, so nothing is sent.
+    pub async fn sample_ops(&self, f: FileRef<'_>, lines: u64) -> Result<Vec<WriteOp>> {
+        use crate::write::{AttemptError, AttemptOutcome};
+        use futures::future::BoxFuture;
+
+        #[derive(Default)]
+        struct Collect(std::sync::Mutex<Vec<WriteRequest>>);
+        impl BatchWriter for Collect {
+            fn write_batch<'a>(
+                &'a self,
+                _table: &'a str,
+                requests: Vec<WriteRequest>,
+            ) -> BoxFuture<'a, std::result::Result<AttemptOutcome, AttemptError>> {
+                self.0.lock().expect("sample").extend(requests);
+                Box::pin(async { Ok(AttemptOutcome::default()) })
+            }
+        }
+
+        let collect = Arc::new(Collect::default());
+        let sampler = Engine {
+            writer: Some(collect.clone()),
+            stats: Arc::default(),
+            settings: Settings {
+                batch_size: 1,
+                ..self.settings.clone()
+            },
+            ..self.clone()
+        };
+        let (progress, _) = watch::channel(FilePosition::default());
+        // The decoder stops *before* reading line `limit + 1` and drops the request it has not cut yet, which
+        // with batches of one is the last line read: read one line more than wanted.
+        sampler
+            .process(
+                f,
+                FilePosition::default(),
+                &progress,
+                &CancellationToken::new(),
+                Some(lines.saturating_add(1)),
+            )
+            .await?;
+        let requests = std::mem::take(&mut *collect.0.lock().expect("sample"));
+        Ok(requests
+            .into_iter()
+            .take(usize::try_from(lines).unwrap_or(usize::MAX))
+            .filter_map(|r| match (r.put_request, r.delete_request) {
+                (Some(put), _) => Some(WriteOp::Put(put.item)),
+                (None, Some(delete)) => Some(WriteOp::Delete(delete.key)),
+                (None, None) => None,
+            })
+            .collect())
+    }
+
     async fn process(
         &self,
         f: FileRef<'_>,
@@ -760,9 +814,10 @@ mod tests {
                     ) == self.poison.as_ref()
                 });
                 if call >= self.fail_from || poisoned {
-                    return Err(AttemptError::Throttled(
-                        "ProvisionedThroughputExceededException".into(),
-                    ));
+                    return Err(AttemptError::Throttled {
+                        message: "ProvisionedThroughputExceededException".into(),
+                        resources: vec![],
+                    });
                 }
                 let mut written = self.written.lock().unwrap();
                 for r in &requests {
