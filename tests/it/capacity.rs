@@ -497,3 +497,28 @@ async fn max_wcu_is_reported_and_nothing_is_lost_under_it() {
     assert_eq!(run.report["capacity"]["managed"], false);
     assert_eq!(write_capacity(&aws, &s.table.name).await, (5, 5, 5, 5));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_restore_still_puts_the_capacity_back() {
+    let aws = cli::aws().await;
+    let s = setup(&aws, 200, true).await;
+    let broken = &s.out.exports[0].files.last().unwrap().key;
+    s.bucket.put(broken, b"not a gzip stream".to_vec()).await;
+    let run = cli::restore(
+        &aws,
+        &s.table.name,
+        &s.args(&["--manage-capacity", "--target-wcu", "100"]),
+    )
+    .await;
+    assert_eq!(run.code, Some(1), "stderr:\n{}", run.stderr);
+    assert_eq!(run.report["status"], "failed");
+    assert!(run.errors().contains(broken.as_str()), "{}", run.errors());
+    assert_eq!(changes(&run.report, "raised").len(), 2);
+    assert_eq!(changes(&run.report, "restored").len(), 2);
+    assert_eq!(run.report["capacity"]["original_restored"], true);
+    assert_eq!(write_capacity(&aws, &s.table.name).await, (5, 5, 5, 5));
+    assert_eq!(
+        checkpoint_capacity_state(&s.checkpoint).as_deref(),
+        Some("restored")
+    );
+}
