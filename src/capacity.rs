@@ -409,37 +409,42 @@ impl Manager<'_> {
         Ok(changes)
     }
 
-    /// Puts back what `record` says the table had: provisioned write capacity (only where it differs) and
-    /// scalable-target bounds. Read capacity is never changed by a raise, so it is not touched.
+    /// Puts back what `record` says the table had: scalable-target bounds, then provisioned write capacity
+    /// (only where it differs). Read capacity is never changed by a raise, so it is not touched.
     pub async fn restore(&self, record: &CapacityRecord) -> Result<Vec<CapacityChange>> {
         let mut changes = Vec::new();
+        let raised = i32::try_from(record.target_wcu).unwrap_or(i32::MAX);
         // Bounds first: with the raised minimum still in place, auto scaling would undo the decrease.
         for t in &record.scalable_targets {
             self.register(t, t.min, t.max).await?;
-            changes.push(change(
-                &t.resource_id,
-                "autoscaling_min",
-                record.target_wcu as i32,
-                t.min,
-            ));
+            if t.min < raised {
+                changes.push(change(&t.resource_id, "autoscaling_min", raised, t.min));
+            }
+            if t.max < raised {
+                changes.push(change(&t.resource_id, "autoscaling_max", raised, t.max));
+            }
         }
         let now = self.wait_active().await?;
         let mut update = self.dynamodb.update_table().table_name(self.table);
         let mut any = false;
-        // Under auto scaling, capacity belongs to the scaler: once its bounds are back it scales in by itself.
-        let scaled = |resource_id: &str| {
-            record
-                .scalable_targets
-                .iter()
-                .any(|t| t.resource_id == resource_id)
+        // The capacity to put back: the original, kept within the scaler's bounds where there is one (a
+        // scaler without a policy, or with scale-in disabled, would otherwise never bring it down).
+        let desired = |resource_id: String, original: i64| match record
+            .scalable_targets
+            .iter()
+            .find(|t| t.resource_id == resource_id)
+        {
+            Some(t) => original.clamp(i64::from(t.min), i64::from(t.max.max(t.min))),
+            None => original,
         };
-        if now.table.write != record.table.write && !scaled(&format!("table/{}", self.table)) {
-            update = update.provisioned_throughput(provisioned(now.table.read, record.table.write));
+        let table_wcu = desired(format!("table/{}", self.table), record.table.write);
+        if now.table.write != table_wcu {
+            update = update.provisioned_throughput(provisioned(now.table.read, table_wcu));
             changes.push(change(
                 "table",
                 "write_capacity_units",
                 now.table.write,
-                record.table.write,
+                table_wcu,
             ));
             any = true;
         }
@@ -448,18 +453,17 @@ impl Manager<'_> {
                 tracing::warn!(index = %name, "index no longer exists; its capacity cannot be put back");
                 continue;
             };
-            if index.throughput.write != original.write
-                && !scaled(&format!("table/{}/index/{name}", self.table))
-            {
+            let wcu = desired(format!("table/{}/index/{name}", self.table), original.write);
+            if index.throughput.write != wcu {
                 update = update.global_secondary_index_updates(index_update(
                     name,
-                    provisioned(index.throughput.read, original.write),
+                    provisioned(index.throughput.read, wcu),
                 ));
                 changes.push(change(
                     &format!("index/{name}"),
                     "write_capacity_units",
                     index.throughput.write,
-                    original.write,
+                    wcu,
                 ));
                 any = true;
             }
@@ -642,10 +646,14 @@ struct LimiterState {
 
 /// The part of a second that may be sent at once.
 const BURST: Duration = Duration::from_secs(1);
+/// The longest time one batch's cost may account for.
+const MAX_SPAN: Duration = Duration::from_secs(3600);
+/// The lowest accepted cap: below this, one item would wait minutes.
+pub const MIN_RATE: f64 = 0.01;
 
 impl WcuLimiter {
     pub fn new(rate: f64) -> Self {
-        assert!(rate > 0.0, "the rate must be positive");
+        assert!(rate >= MIN_RATE, "the rate must be at least {MIN_RATE}");
         WcuLimiter {
             rate,
             state: Mutex::new(LimiterState {
@@ -659,6 +667,14 @@ impl WcuLimiter {
         self.rate
     }
 
+    /// The time `units` take at the rate; a non-finite or absurd value (a bogus ConsumedCapacity) counts as
+    /// at most an hour, so one answer can never stall the restore for longer.
+    fn span(&self, units: f64) -> Duration {
+        Duration::try_from_secs_f64(units / self.rate)
+            .unwrap_or(MAX_SPAN)
+            .min(MAX_SPAN)
+    }
+
     /// Reserves the estimated cost of `items` writes and waits until it fits under the rate. Returns the
     /// reservation, to settle with [`WcuLimiter::settle`].
     pub async fn acquire(&self, items: usize) -> f64 {
@@ -667,7 +683,7 @@ impl WcuLimiter {
             let cost = s.per_item * items as f64;
             let now = Instant::now();
             let tat = s.tat.max(now);
-            s.tat = tat + Duration::from_secs_f64(cost / self.rate);
+            s.tat = tat + self.span(cost);
             (cost, s.tat.checked_sub(BURST).unwrap_or(now))
         };
         tokio::time::sleep_until(wait_until).await;
@@ -683,7 +699,7 @@ impl WcuLimiter {
             s.per_item += (sample - s.per_item) * 0.2;
         }
         let delta = consumed - reserved;
-        let step = Duration::from_secs_f64(delta.abs() / self.rate);
+        let step = self.span(delta.abs());
         if delta >= 0.0 {
             s.tat += step;
         } else {
@@ -711,7 +727,7 @@ impl BatchWriter for LimitedWriter {
             let result = self.inner.write_batch(table, requests).await;
             match &result {
                 Ok(outcome) => {
-                    let processed = sent - outcome.unprocessed.len();
+                    let processed = sent.saturating_sub(outcome.unprocessed.len());
                     // Without ConsumedCapacity in the answer, the estimate for what was processed stands.
                     let consumed = if outcome.consumed_wcu > 0.0 {
                         outcome.consumed_wcu
@@ -721,7 +737,12 @@ impl BatchWriter for LimitedWriter {
                     self.limiter.settle(reserved, consumed, processed);
                 }
                 // A refused request consumed nothing.
-                Err(_) => self.limiter.settle(reserved, 0.0, 0),
+                // A throttled or rejected request consumed nothing. A transient failure (timeout, 5xx) may
+                // have been applied, so its reservation stands.
+                Err(AttemptError::Throttled { .. } | AttemptError::Rejected(_)) => {
+                    self.limiter.settle(reserved, 0.0, 0)
+                }
+                Err(AttemptError::Transient(_)) => {}
             }
             result
         })

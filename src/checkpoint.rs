@@ -213,14 +213,30 @@ impl CheckpointStore {
                     .prefix(&uri.key)
                     .max_keys(1)
                     .send()
-                    .await
-                    .map_err(|e| Error::aws(format!("ListObjectsV2 {uri}"), &e))?;
-                if !listed
-                    .contents()
-                    .iter()
-                    .any(|o| o.key() == Some(uri.key.as_str()))
-                {
-                    return Ok(None);
+                    .await;
+                match listed {
+                    Ok(out) => {
+                        if !out
+                            .contents()
+                            .iter()
+                            .any(|o| o.key() == Some(uri.key.as_str()))
+                        {
+                            return Ok(None);
+                        }
+                    }
+                    // Without the listing, a missing key reads as 403 below, and the error says so.
+                    Err(e)
+                        if e.as_service_error()
+                            .and_then(aws_sdk_s3::error::ProvideErrorMetadata::code)
+                            == Some("AccessDenied") =>
+                    {
+                        tracing::warn!(
+                            "s3:ListBucket on {} is denied, so a missing checkpoint cannot be told from a \
+                             denied one; `ddb-pitr policy --resume {uri}` shows the permission",
+                            uri.bucket
+                        );
+                    }
+                    Err(e) => return Err(Error::aws(format!("ListObjectsV2 {uri}"), &e)),
                 }
                 match self
                     .s3

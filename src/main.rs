@@ -247,8 +247,11 @@ impl CapacityArgs {
 
 fn parse_rate(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
-        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
-        _ => Err(format!("{s:?} is not a positive number")),
+        Ok(v) if v.is_finite() && v >= ddb_pitr::capacity::MIN_RATE => Ok(v),
+        _ => Err(format!(
+            "{s:?} is not a positive number of at least {}",
+            ddb_pitr::capacity::MIN_RATE
+        )),
     }
 }
 
@@ -593,7 +596,10 @@ async fn shutdown_signal() {
     wait_for_signal().await;
     tokio::spawn(async {
         wait_for_signal().await;
-        eprintln!("second signal: exiting now; the last saved checkpoint is still valid");
+        eprintln!(
+            "second signal: exiting now; the last saved checkpoint is still valid (capacity raised by \
+             --manage-capacity stays raised until the next run with the same --resume puts it back)"
+        );
         std::process::exit(EXIT_INTERRUPTED.into());
     });
 }

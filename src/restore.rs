@@ -172,7 +172,7 @@ pub async fn run(
                 settings: opts.settings.clone(),
                 stats: stats.clone(),
             };
-            let run = Run::new(opts, engine, p.exports, p.gaps, p.checkpoint, store);
+            let run = Run::new(opts, engine, p.exports, p.gaps, p.checkpoint, store.clone());
             let error = match raised {
                 Ok(()) => run.main(&mut shutdown).await.err(),
                 Err(e) => Some(e),
@@ -181,13 +181,29 @@ pub async fn run(
         }
         Err(e) => (None, Some(e)),
     };
+    let mut capacity_error = None;
     if let Some(run) = &run
         && let Err(e) = restore_capacity(opts, clients, run, &mut capacity).await
     {
+        run.errors.lock().expect("errors").push(e.clone());
+        capacity_error = Some(e);
+    }
+    if run.is_none()
+        && !opts.dry_run
+        && let Some(store) = &store
+        && let Err(e) =
+            restore_capacity_after_failed_preflight(opts, clients, store, &mut capacity).await
+    {
+        capacity_error = Some(e);
+    }
+    if let Some(e) = capacity_error {
         tracing::error!("{e}");
         capacity.original_restored = Some(false);
-        run.errors.lock().expect("errors").push(e.clone());
-        error.get_or_insert(e);
+        if let Some(first) = &error {
+            tracing::error!("{first}");
+        }
+        error.get_or_insert(e.clone());
+        capacity.warnings.push(e.to_string());
     }
     capacity.resources = stats.resources();
     let mut report = build_report(
@@ -279,12 +295,14 @@ async fn raise_capacity(
     let Some(manage) = &opts.manage_capacity else {
         return Ok(());
     };
-    if opts.dry_run {
+    // Nothing left to write (e.g. a run after a refused decrease): only the put-back is due.
+    if opts.dry_run || p.checkpoint.exports.iter().all(|e| e.done) {
         return Ok(());
     }
     let store = store.ok_or_else(|| {
         Error::Usage(
-            "--manage-capacity needs --resume: the table's original capacity is recorded in the checkpoint              before it is raised, so that it can be put back even after a crash"
+            "--manage-capacity needs --resume: the table's original capacity is recorded in the checkpoint \
+             before it is raised, so that it can be put back even after a crash"
                 .into(),
         )
     })?;
@@ -358,6 +376,52 @@ async fn restore_capacity(
     let Some(record) = record else {
         return Ok(());
     };
+    put_back(opts, clients, &record, report).await?;
+    if let Some(r) = run.checkpoint.lock().expect("checkpoint").capacity.as_mut() {
+        r.state = RecordState::Restored;
+    }
+    // A failed save only means the next run puts back values that are already back: harmless.
+    run.save_checkpoint().await;
+    Ok(())
+}
+
+/// When pre-flight failed (an export gone, a changed chain, a transient error), the capacity an earlier
+/// run raised is still put back: the checkpoint of the same table holds the only copy of the originals,
+/// and a later run with another checkpoint would take the raised values for originals.
+async fn restore_capacity_after_failed_preflight(
+    opts: &RestoreOptions,
+    clients: &Clients,
+    store: &CheckpointStore,
+    report: &mut CapacityReport,
+) -> Result<()> {
+    let Ok(Some(mut cp)) = store.load().await else {
+        return Ok(());
+    };
+    let pending = cp
+        .capacity
+        .clone()
+        .filter(|r| r.state != RecordState::Restored);
+    let Some(record) = pending.filter(|_| cp.table == opts.table) else {
+        return Ok(());
+    };
+    put_back(opts, clients, &record, report).await?;
+    if let Some(r) = cp.capacity.as_mut() {
+        r.state = RecordState::Restored;
+    }
+    cp.updated_at = crate::checkpoint::now();
+    if let Err(e) = store.save(&cp).await {
+        tracing::warn!("checkpoint not saved after putting the capacity back (harmless): {e}");
+    }
+    Ok(())
+}
+
+/// Puts back the capacity `record` holds, and says so in the report.
+async fn put_back(
+    opts: &RestoreOptions,
+    clients: &Clients,
+    record: &CapacityRecord,
+    report: &mut CapacityReport,
+) -> Result<()> {
     report.managed = true;
     report.target_wcu.get_or_insert(record.target_wcu);
     let manage = opts.manage_capacity.clone().unwrap_or_default();
@@ -367,12 +431,7 @@ async fn restore_capacity(
         table: &opts.table,
         opts: &manage,
     };
-    report.restored = manager.restore(&record).await?;
-    if let Some(r) = run.checkpoint.lock().expect("checkpoint").capacity.as_mut() {
-        r.state = RecordState::Restored;
-    }
-    // A failed save only means the next run puts back values that are already back: harmless.
-    run.save_checkpoint().await;
+    report.restored = manager.restore(record).await?;
     report.original_restored = Some(true);
     Ok(())
 }

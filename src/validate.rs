@@ -289,9 +289,12 @@ pub async fn run(opts: &Options, clients: &Clients) -> Report {
         }
     };
 
-    // 4. The checkpoint.
+    // 4. The checkpoint, and what --manage-capacity would do (read-only: DescribeTable, DescribeScalableTargets).
     if let Some(location) = &opts.resume {
         checks.push(checkpoint_row(clients, location, &opts.table, exports.as_deref()).await);
+    }
+    if opts.manage_capacity && table.is_ok() {
+        checks.push(capacity_row(opts, clients, &readable).await);
     }
 
     // 5. Permissions.
@@ -733,6 +736,57 @@ fn sample_row(
     }
 }
 
+/// What `--manage-capacity` would change: refused (auto scaling under `--autoscaling refuse`), a raise, a
+/// pre-warm, or nothing.
+async fn capacity_row(opts: &Options, clients: &Clients, exports: &[&Export]) -> Check {
+    use crate::capacity::{self, ManageOptions, Manager, Plan};
+    let current = match capacity::describe(&clients.dynamodb, &opts.table).await {
+        Ok(c) => c,
+        Err(e) => return Check::new("capacity", Status::Fail, e.to_string()),
+    };
+    let items = exports.iter().map(|e| e.item_count()).sum();
+    let target =
+        capacity::computed_target(items, opts.max_wcu.map(|m| m as f64), current.table.write);
+    let manage = ManageOptions {
+        autoscaling: opts.autoscaling,
+        ..ManageOptions::default()
+    };
+    let manager = Manager {
+        dynamodb: &clients.dynamodb,
+        autoscaling: &clients.autoscaling,
+        table: &opts.table,
+        opts: &manage,
+    };
+    match manager.plan(target).await {
+        Err(e) => Check::new("capacity", Status::Fail, e.to_string()),
+        Ok((plan, warnings)) => {
+            let mut detail = match plan {
+                Plan::Raise(r) => format!(
+                    "--manage-capacity would raise the write capacity from {} (table) to {} for the table and \
+                     its {} GSI(s), and put it back afterwards",
+                    r.table.write,
+                    r.target_wcu,
+                    r.indexes.len()
+                ),
+                Plan::Warm(t) => format!(
+                    "--manage-capacity would pre-warm the on-demand table and its GSIs to {t} writes/s"
+                ),
+                Plan::Nothing => format!("the table already has at least {target} write units/s"),
+            };
+            for w in &warnings {
+                detail.push_str("; ");
+                detail.push_str(w);
+            }
+            let status = if warnings.is_empty() {
+                Status::Pass
+            } else {
+                Status::Warn
+            };
+            Check::new("capacity", status, detail)
+        }
+    }
+}
+
 async fn checkpoint_row(
     clients: &Clients,
     location: &StateLocation,
@@ -740,7 +794,44 @@ async fn checkpoint_row(
     exports: Option<&[Export]>,
 ) -> Check {
     let store = CheckpointStore::new(location.clone(), clients.s3.clone());
-    match store.load().await {
+    let loaded = store.load().await;
+    // Capacity an earlier run raised and has not put back yet.
+    let pending = match &loaded {
+        Ok(Some(cp)) => cp
+            .capacity
+            .as_ref()
+            .filter(|r| r.state != crate::capacity::RecordState::Restored)
+            .map(|r| {
+                format!(
+                    "; capacity raised to {} by an earlier run is not put back yet (originals: table {} WCU{}); \
+                     the restore puts it back when it ends",
+                    r.target_wcu,
+                    r.table.write,
+                    r.indexes
+                        .iter()
+                        .map(|(n, t)| format!(", index {n} {} WCU", t.write))
+                        .collect::<String>()
+                )
+            }),
+        _ => None,
+    };
+    let mut row = checkpoint_identity_row(loaded, location, table, exports);
+    if let Some(p) = pending {
+        row.detail.push_str(&p);
+        if row.status == Status::Pass {
+            row.status = Status::Warn;
+        }
+    }
+    row
+}
+
+fn checkpoint_identity_row(
+    loaded: crate::Result<Option<crate::checkpoint::Checkpoint>>,
+    location: &StateLocation,
+    table: &str,
+    exports: Option<&[Export]>,
+) -> Check {
+    match loaded {
         Err(e) => Check::new("checkpoint", Status::Fail, e.to_string()),
         Ok(None) => Check::new(
             "checkpoint",

@@ -178,6 +178,36 @@ fn signal(child: &tokio::process::Child, sig: &str) {
     assert!(status.success());
 }
 
+/// `ddb-pitr validate` on the setup's chain and checkpoint: exit code and the checks by name.
+async fn validate(aws: &Aws, s: &Setup, extra: &[&str]) -> (Option<i32>, Value) {
+    let out = cli::command()
+        .args([
+            "validate",
+            "--table",
+            &s.table.name,
+            "--endpoint-url",
+            &aws.endpoint,
+        ])
+        .args(s.args(extra))
+        .output()
+        .await
+        .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "validate printed no JSON ({e}): {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let checks = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["check"].as_str().unwrap().to_owned(), c.clone()))
+        .collect::<serde_json::Map<_, _>>();
+    (out.status.code(), Value::Object(checks))
+}
+
 fn changes(report: &Value, which: &str) -> Vec<(String, String, i64, i64)> {
     report["capacity"][which]
         .as_array()
@@ -270,21 +300,42 @@ async fn a_crash_after_the_raise_is_put_right_by_the_next_run() {
         "the kill came before the export finished: {cp:#}"
     );
 
-    // The next run, even without --manage-capacity, finishes the data and puts the originals back.
+    // validate says the capacity is still raised.
+    let (code, checks) = validate(&aws, &s, &[]).await;
+    assert_eq!(code, Some(0));
+    assert_eq!(checks["checkpoint"]["status"], "warn", "{checks:#}");
+    assert!(
+        checks["checkpoint"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not put back yet")
+    );
+
+    // The next run fails its pre-flight (a manifest went missing) and still puts the originals back.
+    let summary = &s.out.exports[0].summary_key;
+    let bytes = s.bucket.get(summary).await.unwrap();
+    s.bucket.delete(summary).await;
     let run = cli::restore(&aws, &s.table.name, &s.args(&[])).await;
-    run.assert_success();
-    s.assert_restored(&aws).await;
-    assert_eq!(write_capacity(&aws, &s.table.name).await, (5, 5, 5, 5));
+    assert_eq!(run.code, Some(1), "stderr:\n{}", run.stderr);
     let index = format!("index/{INDEX}");
     assert_eq!(
         changes(&run.report, "restored"),
         vec![wcu("table", 80, 5), wcu(&index, 80, 5)]
     );
     assert_eq!(run.report["capacity"]["original_restored"], true);
+    assert_eq!(write_capacity(&aws, &s.table.name).await, (5, 5, 5, 5));
     assert_eq!(
         checkpoint_capacity_state(&s.checkpoint).as_deref(),
         Some("restored")
     );
+
+    // With the manifest back, the next run finishes the data; the capacity stays as it was.
+    s.bucket.put(summary, bytes).await;
+    let run = cli::restore(&aws, &s.table.name, &s.args(&[])).await;
+    run.assert_success();
+    s.assert_restored(&aws).await;
+    assert_eq!(write_capacity(&aws, &s.table.name).await, (5, 5, 5, 5));
+    assert!(run.report["capacity"].get("original_restored").is_none());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -349,6 +400,10 @@ async fn auto_scaled_tables_are_refused_or_have_their_minimum_adjusted() {
         (t.min_capacity(), t.max_capacity())
     };
 
+    // validate sees it first, read-only.
+    let (code, checks) = validate(&aws, &s, &["--manage-capacity"]).await;
+    assert_eq!(code, Some(1));
+    assert_eq!(checks["capacity"]["status"], "fail", "{checks:#}");
     let refused = cli::restore(
         &aws,
         &s.table.name,
@@ -395,12 +450,9 @@ async fn auto_scaled_tables_are_refused_or_have_their_minimum_adjusted() {
         restored.contains(&(resource.clone(), "autoscaling_min".into(), 100, 5)),
         "{restored:?}"
     );
-    // The table itself is the scaler's to bring down; the index, not auto-scaled, is put back directly.
-    assert!(
-        !restored.iter().any(|c| c.0 == "table"),
-        "no direct decrease of an auto-scaled table: {restored:?}"
-    );
-    assert_eq!(write_capacity(&aws, &s.table.name).await.1, 5);
+    // Put back within the scaler's bounds, so a scaler without a policy cannot leave it raised.
+    assert!(restored.contains(&wcu("table", 100, 5)), "{restored:?}");
+    assert_eq!(write_capacity(&aws, &s.table.name).await, (5, 5, 5, 5));
 }
 
 #[tokio::test(flavor = "multi_thread")]
