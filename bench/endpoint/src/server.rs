@@ -1,0 +1,275 @@
+//! HTTP/1.1 on hyper: routing, body limits, fault injection, and the accept loop.
+//!
+//! Routes: `POST /` (the DynamoDB API), `GET /stats`, `GET /items?table=NAME` (`--store`), `POST /reset`.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::engine::{Fault, State, Stats};
+use crate::protocol::{self, ApiError, ErrorCode, Operation};
+
+/// Returned by the service to make hyper close the connection without a response.
+#[derive(Debug)]
+struct DropConnection;
+
+impl std::fmt::Display for DropConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection dropped (fault injection)")
+    }
+}
+
+impl std::error::Error for DropConnection {}
+
+static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
+
+/// A cheap handle on one endpoint's state.
+#[derive(Clone)]
+pub struct Endpoint {
+    state: Arc<State>,
+}
+
+impl Endpoint {
+    pub fn new(state: State) -> Self {
+        Endpoint {
+            state: Arc::new(state),
+        }
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.state.stats()
+    }
+
+    pub fn reset(&self) {
+        self.state.reset()
+    }
+
+    pub fn items_jsonl(&self, table: &str) -> Option<String> {
+        self.state.items_jsonl(table)
+    }
+
+    /// Serves connections from `listener` until `shutdown` completes; open connections are then closed.
+    pub async fn serve(
+        &self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> io::Result<()> {
+        let mut connections = JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                accepted = listener.accept() => {
+                    let (stream, peer) = match accepted {
+                        Ok(a) => a,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "accept failed");
+                            continue;
+                        }
+                    };
+                    let _ = stream.set_nodelay(true);
+                    self.state.counters.connections.fetch_add(1, Ordering::Relaxed);
+                    let state = self.state.clone();
+                    connections.spawn(async move {
+                        let service = service_fn(move |req| handle(state.clone(), req));
+                        if let Err(e) = http1::Builder::new()
+                            .keep_alive(true)
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await
+                        {
+                            tracing::debug!(%peer, error = %e, "connection ended");
+                        }
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Binds `addr` (port 0: a free port) and serves in a task until the returned handle is dropped.
+    pub async fn start(&self, addr: SocketAddr) -> io::Result<Running> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let (tx, rx) = oneshot::channel::<()>();
+        let endpoint = self.clone();
+        let task = tokio::spawn(async move {
+            endpoint
+                .serve(listener, async {
+                    let _ = rx.await;
+                })
+                .await
+        });
+        Ok(Running {
+            addr,
+            endpoint: self.clone(),
+            shutdown: Some(tx),
+            task,
+        })
+    }
+}
+
+/// A served endpoint; dropping it stops the server.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub endpoint: Endpoint,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<io::Result<()>>,
+}
+
+impl Running {
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.task.abort();
+    }
+}
+
+async fn handle(
+    state: Arc<State>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, DropConnection> {
+    match (req.method(), req.uri().path()) {
+        (&Method::POST, "/") => api(&state, req).await,
+        (&Method::GET, "/stats") => Ok(plain(
+            StatusCode::OK,
+            "application/json",
+            serde_json::to_vec(&state.stats()).expect("stats serialise"),
+        )),
+        (&Method::GET, "/items") => {
+            let table = req
+                .uri()
+                .query()
+                .unwrap_or("")
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("table="))
+                .unwrap_or("");
+            Ok(match state.items_jsonl(table) {
+                Some(lines) => plain(StatusCode::OK, "application/x-ndjson", lines.into_bytes()),
+                None => plain(
+                    StatusCode::NOT_FOUND,
+                    "text/plain",
+                    format!(
+                        "no stored items for table `{table}`: give ?table=NAME of a declared table, and \
+                         start the endpoint with --store\n"
+                    )
+                    .into_bytes(),
+                ),
+            })
+        }
+        (&Method::POST, "/reset") => {
+            state.reset();
+            Ok(plain(
+                StatusCode::OK,
+                "application/json",
+                b"{\"reset\":true}".to_vec(),
+            ))
+        }
+        _ => Ok(plain(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            b"routes: POST / (DynamoDB API), GET /stats, GET /items?table=NAME, POST /reset\n"
+                .to_vec(),
+        )),
+    }
+}
+
+async fn api(
+    state: &State,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, DropConnection> {
+    state.counters.requests.fetch_add(1, Ordering::Relaxed);
+    let operation = req
+        .headers()
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .map(Operation::from_target);
+    // The whole body is read before any answer, so that the connection stays usable.
+    let body = match Limited::new(req.into_body(), protocol::MAX_REQUEST_BYTES)
+        .collect()
+        .await
+    {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return Ok(error(
+                state,
+                &ApiError::validation("The total request size exceeds 16 MB (16,777,216 bytes)"),
+            ));
+        }
+        Err(_) => return Err(DropConnection),
+    };
+    let fault = state.draw_fault();
+    if let Some(Fault::Status(code)) = fault {
+        let message = match code {
+            ErrorCode::InternalServerError => "Internal server error (injected fault)",
+            _ => "Service unavailable (injected fault)",
+        };
+        return Ok(error(state, &ApiError::new(code, message)));
+    }
+    let result = match operation {
+        Some(Operation::BatchWriteItem) => state.batch_write_item(&body),
+        Some(Operation::DescribeTable) => state.describe_table(&body),
+        Some(Operation::Unsupported(target)) => Err(ApiError::new(
+            ErrorCode::UnknownOperation,
+            format!(
+                "ddb-bench-endpoint implements DynamoDB_20120810.BatchWriteItem and DescribeTable only, not `{target}`"
+            ),
+        )),
+        None => Err(ApiError::new(
+            ErrorCode::UnknownOperation,
+            "missing X-Amz-Target header: expected DynamoDB_20120810.<Operation>",
+        )),
+    };
+    if fault == Some(Fault::Drop) {
+        return Err(DropConnection);
+    }
+    Ok(match result {
+        Ok(body) => plain(StatusCode::OK, protocol::CONTENT_TYPE, body),
+        Err(e) => error(state, &e),
+    })
+}
+
+fn error(state: &State, e: &ApiError) -> Response<Full<Bytes>> {
+    if e.code.status() == 400 && e.code != ErrorCode::ProvisionedThroughputExceeded {
+        state
+            .counters
+            .error_responses
+            .fetch_add(1, Ordering::Relaxed);
+    }
+    let status = StatusCode::from_u16(e.code.status()).expect("a valid status");
+    plain(status, protocol::CONTENT_TYPE, e.body())
+}
+
+fn plain(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    let id = REQUEST_IDS.fetch_add(1, Ordering::Relaxed);
+    if let Ok(v) = HeaderValue::from_str(&format!("BENCH{id:020}")) {
+        headers.insert("x-amzn-requestid", v);
+    }
+    response
+}

@@ -1,0 +1,10 @@
+//! The endpoint in-process on a free port, driven by `aws-sdk-dynamodb` (and by raw HTTP where the SDK
+//! cannot send what is being tested).
+
+mod binary;
+mod capacity;
+mod faults;
+mod support;
+mod throttling;
+mod validation;
+mod writes;
