@@ -918,6 +918,15 @@ mod tests {
         }
     }
 
+    /// An Application Auto Scaling client for managers whose record has no scalable targets: never called.
+    fn unused_autoscaling() -> aws_sdk_applicationautoscaling::Client {
+        aws_sdk_applicationautoscaling::Client::from_conf(
+            aws_sdk_applicationautoscaling::Config::builder()
+                .behavior_version_latest()
+                .build(),
+        )
+    }
+
     fn manager_opts() -> ManageOptions {
         ManageOptions {
             poll: Duration::from_millis(1),
@@ -948,11 +957,7 @@ mod tests {
             RuleMode::Sequential,
             &[&updating, &raise, &after]
         );
-        let scaling = aws_sdk_applicationautoscaling::Client::from_conf(
-            aws_sdk_applicationautoscaling::Config::builder()
-                .behavior_version_latest()
-                .build(),
-        );
+        let scaling = unused_autoscaling();
         let opts = manager_opts();
         let m = Manager {
             dynamodb: &ddb,
@@ -995,11 +1000,7 @@ mod tests {
             )
         });
         let ddb = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, &[&raised, &refused]);
-        let scaling = aws_sdk_applicationautoscaling::Client::from_conf(
-            aws_sdk_applicationautoscaling::Config::builder()
-                .behavior_version_latest()
-                .build(),
-        );
+        let scaling = unused_autoscaling();
         let opts = manager_opts();
         let m = Manager {
             dynamodb: &ddb,
@@ -1021,11 +1022,7 @@ mod tests {
         let updating = mock!(Client::describe_table)
             .then_output(|| table(TableStatus::Updating, 10, IndexStatus::Active));
         let ddb = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, &[&updating]);
-        let scaling = aws_sdk_applicationautoscaling::Client::from_conf(
-            aws_sdk_applicationautoscaling::Config::builder()
-                .behavior_version_latest()
-                .build(),
-        );
+        let scaling = unused_autoscaling();
         let opts = ManageOptions {
             poll: Duration::from_millis(1),
             timeout: Duration::from_millis(20),

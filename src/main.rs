@@ -7,13 +7,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use ddb_pitr::access::AutoScaling;
 use ddb_pitr::capacity::ManageOptions;
-use ddb_pitr::chain::Expectations;
 use ddb_pitr::cloud;
 use ddb_pitr::control::ControlTable;
 use ddb_pitr::engine::{MAX_BATCH_SIZE, Settings};
-use ddb_pitr::manifest::{ExportType, OutputView};
 use ddb_pitr::plan::PlanRequest;
 use ddb_pitr::report::RunStatus;
 use ddb_pitr::restore::{self, Clients, RestoreOptions};
@@ -21,6 +18,8 @@ use ddb_pitr::worker::{QueueOptions, Worker, WorkerOptions, run_queue};
 use ddb_pitr::write::RetryPolicy;
 
 mod commands;
+
+use commands::args::{AutoScalingArg, ChainArgs};
 
 /// Restore Amazon DynamoDB tables from DynamoDB "export to S3" output (FULL and INCREMENTAL exports).
 #[derive(Parser)]
@@ -123,40 +122,10 @@ enum LogFormat {
     Json,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum TypeArg {
-    #[value(name = "FULL", alias = "full")]
-    Full,
-    #[value(name = "INCREMENTAL", alias = "incremental")]
-    Incremental,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum ViewArg {
-    #[value(name = "NEW", alias = "new")]
-    New,
-    #[value(name = "NEW_AND_OLD", alias = "new_and_old")]
-    NewAndOld,
-}
-
 #[derive(Args)]
 struct RestoreArgs {
-    /// Target table. It must exist, be ACTIVE and have the export's key schema.
-    #[arg(long)]
-    table: String,
-    /// An export: s3://bucket/prefix/AWSDynamoDB/<export-id>/ or its manifest-summary.json. Repeat to apply a
-    /// FULL export and then INCREMENTAL exports, in the order given.
-    #[arg(long = "export", value_name = "S3_URI", required = true)]
-    exports: Vec<String>,
-    /// Assert the export type (once for all exports, or once per --export); read from the manifest otherwise.
-    #[arg(long = "type", value_enum)]
-    types: Vec<TypeArg>,
-    /// Assert the INCREMENTAL exports' output view.
-    #[arg(long, value_enum)]
-    view: Option<ViewArg>,
-    /// Restore even if the chain has gaps or overlaps between exports (they are listed in the report).
-    #[arg(long)]
-    allow_gaps: bool,
+    #[command(flatten)]
+    chain: ChainArgs,
     /// AWS region of the table and the export bucket (default: the standard AWS configuration chain).
     #[arg(long)]
     region: Option<String>,
@@ -225,20 +194,11 @@ struct CapacityArgs {
     capacity_timeout: Duration,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum AutoScalingArg {
-    Refuse,
-    Adjust,
-}
-
 impl CapacityArgs {
     fn manage(&self) -> Option<ManageOptions> {
         self.manage_capacity.then(|| ManageOptions {
             target_wcu: self.target_wcu,
-            autoscaling: match self.autoscaling {
-                AutoScalingArg::Refuse => AutoScaling::Refuse,
-                AutoScalingArg::Adjust => AutoScaling::Adjust,
-            },
+            autoscaling: self.autoscaling.into(),
             timeout: self.capacity_timeout,
             ..ManageOptions::default()
         })
@@ -404,29 +364,10 @@ fn init_tracing(format: LogFormat) {
 }
 
 async fn run_restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
-    let exports = args
-        .exports
-        .iter()
-        .map(|e| e.parse())
-        .collect::<Result<Vec<_>, _>>()?;
     let opts = RestoreOptions {
-        table: args.table,
-        exports,
-        expect: Expectations {
-            types: args
-                .types
-                .iter()
-                .map(|t| match t {
-                    TypeArg::Full => ExportType::Full,
-                    TypeArg::Incremental => ExportType::Incremental,
-                })
-                .collect(),
-            view: args.view.map(|v| match v {
-                ViewArg::New => OutputView::NewImage,
-                ViewArg::NewAndOld => OutputView::NewAndOldImages,
-            }),
-            allow_gaps: args.allow_gaps,
-        },
+        table: args.chain.table.clone(),
+        exports: args.chain.export_uris()?,
+        expect: args.chain.expectations(),
         workers: args.workers.into(),
         settings: args.engine.settings(args.batch_size.into()),
         dry_run: args.dry_run,

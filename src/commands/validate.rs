@@ -4,34 +4,19 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Args, ValueEnum};
-use ddb_pitr::access::AutoScaling;
-use ddb_pitr::chain::Expectations;
-use ddb_pitr::manifest::{ExportType, OutputView};
+use clap::Args;
 use ddb_pitr::restore::Clients;
 use ddb_pitr::validate::{self, DEFAULT_PRICE_PER_MILLION_WRU, Options};
+
+use super::args::{AutoScalingArg, ChainArgs};
 
 /// Checks credentials, manifests, the chain, the target table, permissions and the checkpoint, and
 /// estimates the write units, time and on-demand cost of the restore. Makes no write calls. Exits 1 if any
 /// check fails.
 #[derive(Args)]
 pub struct ValidateArgs {
-    /// Target table. It must exist, be ACTIVE and have the export's key schema.
-    #[arg(long)]
-    table: String,
-    /// An export: s3://bucket/prefix/AWSDynamoDB/<export-id>/ or its manifest-summary.json. Repeat for a FULL
-    /// export followed by INCREMENTAL exports, in order.
-    #[arg(long = "export", value_name = "S3_URI", required = true)]
-    exports: Vec<String>,
-    /// Assert the export type (once for all exports, or once per --export); read from the manifest otherwise.
-    #[arg(long = "type", value_enum)]
-    types: Vec<TypeArg>,
-    /// Assert the INCREMENTAL exports' output view.
-    #[arg(long, value_enum)]
-    view: Option<ViewArg>,
-    /// Accept gaps or overlaps between exports (a warning instead of a failure).
-    #[arg(long)]
-    allow_gaps: bool,
+    #[command(flatten)]
+    chain: ChainArgs,
     /// The restore's checkpoint location (s3://bucket/key or a local path): read if it exists, and its
     /// permissions checked. Nothing is created.
     #[arg(long, value_name = "S3_URI_OR_PATH")]
@@ -63,61 +48,18 @@ pub struct ValidateArgs {
     endpoint_url: Option<String>,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum TypeArg {
-    #[value(name = "FULL", alias = "full")]
-    Full,
-    #[value(name = "INCREMENTAL", alias = "incremental")]
-    Incremental,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum ViewArg {
-    #[value(name = "NEW", alias = "new")]
-    New,
-    #[value(name = "NEW_AND_OLD", alias = "new_and_old")]
-    NewAndOld,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum AutoScalingArg {
-    Refuse,
-    Adjust,
-}
-
 pub async fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     if !(args.price_per_million_wru.is_finite() && args.price_per_million_wru >= 0.0) {
         anyhow::bail!("--price-per-million-wru must be a non-negative number");
     }
     let opts = Options {
-        table: args.table,
-        exports: args
-            .exports
-            .iter()
-            .map(|e| e.parse())
-            .collect::<Result<Vec<_>, _>>()?,
-        expect: Expectations {
-            types: args
-                .types
-                .iter()
-                .map(|t| match t {
-                    TypeArg::Full => ExportType::Full,
-                    TypeArg::Incremental => ExportType::Incremental,
-                })
-                .collect(),
-            view: args.view.map(|v| match v {
-                ViewArg::New => OutputView::NewImage,
-                ViewArg::NewAndOld => OutputView::NewAndOldImages,
-            }),
-            allow_gaps: args.allow_gaps,
-        },
+        table: args.chain.table.clone(),
+        exports: args.chain.export_uris()?,
+        expect: args.chain.expectations(),
         resume: args.resume.as_deref().map(str::parse).transpose()?,
         report: args.report.as_deref().map(str::parse).transpose()?,
         manage_capacity: args.manage_capacity,
-        autoscaling: match args.autoscaling {
-            AutoScalingArg::Refuse => AutoScaling::Refuse,
-            AutoScalingArg::Adjust => AutoScaling::Adjust,
-        },
+        autoscaling: args.autoscaling.into(),
         max_wcu: args.max_wcu,
         price_per_million_wru: args.price_per_million_wru,
         sample_lines: args.sample_lines,
