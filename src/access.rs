@@ -130,12 +130,17 @@ impl Scope {
             ))
         };
         if key.starts_with("arn:") {
-            let parts: Vec<&str> = key.splitn(6, ':').collect();
-            match parts.as_slice() {
-                [_, _, "kms", _, _, res] if res.starts_with("key/") && res.len() > 4 => {
+            match Arn::parse(key) {
+                Some(a)
+                    if a.service == "kms"
+                        && a.resource.starts_with("key/")
+                        && a.resource.len() > 4 =>
+                {
                     Ok(key.to_owned())
                 }
-                [_, _, "kms", _, _, res] if res.starts_with("alias/") => Err(bad("is an alias")),
+                Some(a) if a.service == "kms" && a.resource.starts_with("alias/") => {
+                    Err(bad("is an alias"))
+                }
                 _ => Err(bad("is not a KMS key ARN")),
             }
         } else if key.starts_with("alias/") {
@@ -149,19 +154,51 @@ impl Scope {
 }
 
 /// A DynamoDB table ARN's parts: `(partition, region, account, table name)`.
+/// The parts of `arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Arn<'a> {
+    pub partition: &'a str,
+    pub service: &'a str,
+    pub region: &'a str,
+    pub account: &'a str,
+    pub resource: &'a str,
+}
+
+impl<'a> Arn<'a> {
+    /// `None` unless `arn` starts with `arn:` and has all six parts (the resource may hold more colons).
+    pub fn parse(arn: &'a str) -> Option<Self> {
+        let parts: Vec<&str> = arn.splitn(6, ':').collect();
+        let ["arn", partition, service, region, account, resource] = parts.as_slice() else {
+            return None;
+        };
+        Some(Arn {
+            partition,
+            service,
+            region,
+            account,
+            resource,
+        })
+    }
+}
+
 pub fn parse_table_arn(arn: &str) -> Result<(String, String, String, String)> {
     let bad = || {
         Error::Usage(format!(
             "`{arn}` is not a DynamoDB table ARN: expected arn:PARTITION:dynamodb:REGION:ACCOUNT:table/NAME"
         ))
     };
-    let parts: Vec<&str> = arn.splitn(6, ':').collect();
-    let [arn_word, partition, service, region, account, resource] = parts.as_slice() else {
+    let Some(Arn {
+        partition,
+        service,
+        region,
+        account,
+        resource,
+    }) = Arn::parse(arn)
+    else {
         return Err(bad());
     };
     let name = resource.strip_prefix("table/").ok_or_else(bad)?;
-    if *arn_word != "arn"
-        || *service != "dynamodb"
+    if service != "dynamodb"
         || partition.is_empty()
         || region.is_empty()
         || !is_account_id(account)

@@ -119,52 +119,50 @@ pub struct IndexCapacity {
 
 /// DescribeTable, reduced to what capacity management needs. Read-only.
 pub async fn describe(client: &aws_sdk_dynamodb::Client, table: &str) -> Result<TableCapacity> {
-    let out = client
-        .describe_table()
-        .table_name(table)
-        .send()
-        .await
-        .map_err(|e| Error::aws(format!("DescribeTable {table}"), &e))?;
-    let desc = out.table.ok_or_else(|| Error::Table {
-        table: table.to_owned(),
-        message: "DescribeTable returned no table description".into(),
-    })?;
-    let on_demand = desc
-        .billing_mode_summary()
-        .and_then(|b| b.billing_mode())
-        .is_some_and(|m| *m == BillingMode::PayPerRequest);
-    let throughput =
-        |p: Option<&aws_sdk_dynamodb::types::ProvisionedThroughputDescription>| Throughput {
-            read: p.and_then(|p| p.read_capacity_units()).unwrap_or(0),
-            write: p.and_then(|p| p.write_capacity_units()).unwrap_or(0),
-        };
-    let mut active = desc.table_status() == Some(&TableStatus::Active);
-    let mut indexes = BTreeMap::new();
-    for gsi in desc.global_secondary_indexes() {
-        active &= gsi.index_status().is_none_or(|s| *s == IndexStatus::Active);
-        indexes.insert(
-            gsi.index_name().unwrap_or_default().to_owned(),
-            IndexCapacity {
-                throughput: throughput(gsi.provisioned_throughput()),
-                warm_write: gsi
-                    .warm_throughput()
-                    .and_then(|w| w.write_units_per_second()),
-            },
-        );
+    Ok(TableCapacity::from_description(
+        &crate::table::fetch(client, table).await?,
+    ))
+}
+
+impl TableCapacity {
+    pub fn from_description(desc: &aws_sdk_dynamodb::types::TableDescription) -> Self {
+        let on_demand = desc
+            .billing_mode_summary()
+            .and_then(|b| b.billing_mode())
+            .is_some_and(|m| *m == BillingMode::PayPerRequest);
+        let throughput =
+            |p: Option<&aws_sdk_dynamodb::types::ProvisionedThroughputDescription>| Throughput {
+                read: p.and_then(|p| p.read_capacity_units()).unwrap_or(0),
+                write: p.and_then(|p| p.write_capacity_units()).unwrap_or(0),
+            };
+        let mut active = desc.table_status() == Some(&TableStatus::Active);
+        let mut indexes = BTreeMap::new();
+        for gsi in desc.global_secondary_indexes() {
+            active &= gsi.index_status().is_none_or(|s| *s == IndexStatus::Active);
+            indexes.insert(
+                gsi.index_name().unwrap_or_default().to_owned(),
+                IndexCapacity {
+                    throughput: throughput(gsi.provisioned_throughput()),
+                    warm_write: gsi
+                        .warm_throughput()
+                        .and_then(|w| w.write_units_per_second()),
+                },
+            );
+        }
+        TableCapacity {
+            active,
+            on_demand,
+            table: throughput(desc.provisioned_throughput()),
+            decreases_today: desc
+                .provisioned_throughput()
+                .and_then(|p| p.number_of_decreases_today())
+                .unwrap_or(0),
+            warm_write: desc
+                .warm_throughput()
+                .and_then(|w| w.write_units_per_second()),
+            indexes,
+        }
     }
-    Ok(TableCapacity {
-        active,
-        on_demand,
-        table: throughput(desc.provisioned_throughput()),
-        decreases_today: desc
-            .provisioned_throughput()
-            .and_then(|p| p.number_of_decreases_today())
-            .unwrap_or(0),
-        warm_write: desc
-            .warm_throughput()
-            .and_then(|w| w.write_units_per_second()),
-        indexes,
-    })
 }
 
 /// How `--manage-capacity` behaves.
@@ -209,7 +207,15 @@ pub struct Manager<'a> {
     pub opts: &'a ManageOptions,
 }
 
-/// What [`Manager::plan`] decided.
+/// What [`Manager::plan`] decided, towards which target, and what the user should know.
+#[derive(Debug)]
+pub struct Planned {
+    pub plan: Plan,
+    pub target: i64,
+    pub warnings: Vec<String>,
+}
+
+/// What to change.
 #[derive(Debug)]
 pub enum Plan {
     /// Provisioned: record this (in the checkpoint), then [`Manager::raise`].
@@ -228,10 +234,15 @@ impl Manager<'_> {
         }
     }
 
-    /// Reads the table and decides what to change. Refuses an auto-scaled table unless told to adjust it.
-    /// Changes nothing.
-    pub async fn plan(&self, target: i64) -> Result<(Plan, Vec<String>)> {
+    /// Reads the table and decides what to change, towards `--target-wcu` or else the target
+    /// [`computed_target`] gives for `items` under `max_wcu`. Refuses an auto-scaled table unless told to
+    /// adjust it. Changes nothing.
+    pub async fn plan(&self, items: u64, max_wcu: Option<f64>) -> Result<Planned> {
         let now = describe(self.dynamodb, self.table).await?;
+        let target = self
+            .opts
+            .target_wcu
+            .unwrap_or_else(|| computed_target(items, max_wcu, now.table.write));
         let mut warnings = Vec::new();
         if now.on_demand {
             let warm_ok = now.warm_write.unwrap_or(ON_DEMAND_INITIAL_WRITE_UNITS) >= target
@@ -239,14 +250,15 @@ impl Manager<'_> {
                     .indexes
                     .values()
                     .all(|i| i.warm_write.unwrap_or(ON_DEMAND_INITIAL_WRITE_UNITS) >= target);
-            return Ok((
-                if warm_ok {
+            return Ok(Planned {
+                plan: if warm_ok {
                     Plan::Nothing
                 } else {
                     Plan::Warm(target)
                 },
+                target,
                 warnings,
-            ));
+            });
         }
         let scalable = self.scalable_targets().await?;
         if !scalable.is_empty() && self.opts.autoscaling == AutoScaling::Refuse {
@@ -265,7 +277,11 @@ impl Manager<'_> {
             || now.indexes.values().any(|i| i.throughput.write < target)
             || scalable.iter().any(|t| i64::from(t.min) < target);
         if !raise_needed {
-            return Ok((Plan::Nothing, warnings));
+            return Ok(Planned {
+                plan: Plan::Nothing,
+                target,
+                warnings,
+            });
         }
         if now.decreases_today >= 4 {
             warnings.push(format!(
@@ -274,8 +290,8 @@ impl Manager<'_> {
                 self.table, now.decreases_today
             ));
         }
-        Ok((
-            Plan::Raise(CapacityRecord {
+        Ok(Planned {
+            plan: Plan::Raise(CapacityRecord {
                 state: RecordState::Raising,
                 target_wcu: target,
                 table: now.table,
@@ -287,8 +303,9 @@ impl Manager<'_> {
                 scalable_targets: scalable,
                 recorded_at: crate::checkpoint::now(),
             }),
+            target,
             warnings,
-        ))
+        })
     }
 
     /// Raises the table, every GSI and the scalable targets of `record` to its target. Idempotent: a

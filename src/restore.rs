@@ -326,18 +326,14 @@ async fn raise_capacity(
             record
         }
         None => {
-            let current = capacity::describe(&clients.dynamodb, &opts.table).await?;
             let items = p.exports.iter().map(Export::item_count).sum();
-            let target = manage.target_wcu.unwrap_or_else(|| {
-                capacity::computed_target(items, opts.max_wcu, current.table.write)
-            });
-            report.target_wcu = Some(target);
-            let (plan, warnings) = manager.plan(target).await?;
-            for w in &warnings {
+            let planned = manager.plan(items, opts.max_wcu).await?;
+            report.target_wcu = Some(planned.target);
+            for w in &planned.warnings {
                 tracing::warn!("{w}");
             }
-            report.warnings.extend(warnings);
-            match plan {
+            report.warnings.extend(planned.warnings);
+            match planned.plan {
                 capacity::Plan::Nothing => return Ok(()),
                 capacity::Plan::Warm(target) => {
                     report.raised = manager.warm(target).await?;

@@ -2,7 +2,7 @@
 //! written item must carry.
 
 use aws_sdk_dynamodb::types::{
-    AttributeValue, KeyType as DdbKeyType, ScalarAttributeType, TableStatus,
+    AttributeValue, KeyType as DdbKeyType, ScalarAttributeType, TableDescription, TableStatus,
 };
 use serde::{Deserialize, Serialize};
 
@@ -122,6 +122,11 @@ pub struct TableInfo {
 
 /// DescribeTable: the table must exist and be ACTIVE. Read-only.
 pub async fn describe(client: &aws_sdk_dynamodb::Client, table: &str) -> Result<TableInfo> {
+    info(table, &fetch(client, table).await?)
+}
+
+/// One DescribeTable call, with a missing table reported as what to do about it. Read-only.
+pub async fn fetch(client: &aws_sdk_dynamodb::Client, table: &str) -> Result<TableDescription> {
     let err = |message: String| Error::Table {
         table: table.to_owned(),
         message,
@@ -140,9 +145,17 @@ pub async fn describe(client: &aws_sdk_dynamodb::Client, table: &str) -> Result<
         }
         Err(e) => return Err(Error::aws(format!("DescribeTable {table}"), &e)),
     };
-    let desc = out
-        .table
-        .ok_or_else(|| err("DescribeTable returned no table description".into()))?;
+    out.table
+        .ok_or_else(|| err("DescribeTable returned no table description".into()))
+}
+
+/// The checks a restore makes on a table's description: ACTIVE (or UPDATING), and a key schema of scalar
+/// attributes with definitions.
+pub fn info(table: &str, desc: &TableDescription) -> Result<TableInfo> {
+    let err = |message: String| Error::Table {
+        table: table.to_owned(),
+        message,
+    };
     // An UPDATING table (a GSI being added, capacity changing) accepts writes.
     match desc.table_status() {
         Some(TableStatus::Active | TableStatus::Updating) => {}

@@ -20,15 +20,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use aws_sdk_dynamodb::types::{
-    BillingMode, KeyType as DdbKeyType, ProjectionType, TableDescription,
-};
+use aws_sdk_dynamodb::types::{KeyType as DdbKeyType, ProjectionType, TableDescription};
 use aws_sdk_iam::types::{ContextEntry, ContextKeyTypeEnum, PolicyEvaluationDecisionType};
 use aws_smithy_runtime_api::client::result::SdkError;
 use futures::StreamExt;
 use serde::Serialize;
 
-use crate::access::{self, AutoScaling, Permission, Role, Scope};
+use crate::access::{self, Arn, AutoScaling, Permission, Role, Scope};
+use crate::capacity::TableCapacity;
 use crate::chain::{self, Expectations};
 use crate::checkpoint::CheckpointStore;
 use crate::decode::{Item, WriteOp};
@@ -460,15 +459,10 @@ impl Index {
 
 impl TableFacts {
     pub fn from_description(info: table::TableInfo, desc: &TableDescription) -> Self {
-        let on_demand = desc
-            .billing_mode_summary()
-            .and_then(|b| b.billing_mode())
-            .is_some_and(|m| *m == BillingMode::PayPerRequest);
+        let capacity = TableCapacity::from_description(desc);
+        let on_demand = capacity.on_demand;
         let rate = if on_demand {
-            let warm = desc
-                .warm_throughput()
-                .and_then(|w| w.write_units_per_second())
-                .filter(|&w| w > 0);
+            let warm = capacity.warm_write.filter(|&w| w > 0);
             let max = desc
                 .on_demand_throughput()
                 .and_then(|o| o.max_write_request_units())
@@ -484,10 +478,7 @@ impl TableFacts {
                 ),
             }
         } else {
-            let wcu = desc
-                .provisioned_throughput()
-                .and_then(|p| p.write_capacity_units())
-                .unwrap_or(0);
+            let wcu = capacity.table.write;
             (wcu as f64, format!("provisioned {wcu} WCU"))
         };
         let keys_of = |schema: &[aws_sdk_dynamodb::types::KeySchemaElement]| {
@@ -521,16 +512,18 @@ impl TableFacts {
                 global: true,
                 keys: keys_of(g.key_schema()),
                 projection: projection_of(g.projection()),
-                rate: if on_demand {
-                    g.warm_throughput()
-                        .and_then(|w| w.write_units_per_second())
-                        .filter(|&w| w > 0)
-                        .map(|w| w as f64)
-                } else {
-                    g.provisioned_throughput()
-                        .and_then(|p| p.write_capacity_units())
-                        .map(|w| w as f64)
-                },
+                rate: capacity
+                    .indexes
+                    .get(g.index_name().unwrap_or_default())
+                    .and_then(|i| {
+                        if on_demand {
+                            i.warm_write.filter(|&w| w > 0).map(|w| w as f64)
+                        } else {
+                            g.provisioned_throughput()
+                                .and_then(|p| p.write_capacity_units())
+                                .map(|_| i.throughput.write as f64)
+                        }
+                    }),
             })
             .collect();
         indexes.extend(desc.local_secondary_indexes().iter().map(|l| Index {
@@ -582,21 +575,13 @@ impl TableFacts {
     }
 }
 
-/// [`table::describe`] makes the restore's own checks; a second DescribeTable reads the capacity and
-/// indexes, which its `TableInfo` does not carry.
+/// One DescribeTable: the restore's own checks ([`table::info`]) and the capacity and indexes.
 async fn describe_table(clients: &Clients, name: &str) -> crate::Result<TableFacts> {
-    let info = table::describe(&clients.dynamodb, name).await?;
-    let out = clients
-        .dynamodb
-        .describe_table()
-        .table_name(name)
-        .send()
-        .await
-        .map_err(|e| Error::aws(format!("DescribeTable {name}"), &e))?;
-    let desc = out
-        .table
-        .unwrap_or_else(|| TableDescription::builder().build());
-    Ok(TableFacts::from_description(info, &desc))
+    let desc = table::fetch(&clients.dynamodb, name).await?;
+    Ok(TableFacts::from_description(
+        table::info(name, &desc)?,
+        &desc,
+    ))
 }
 
 /// What the sampled lines of one export cost.
@@ -739,14 +724,8 @@ fn sample_row(
 /// What `--manage-capacity` would change: refused (auto scaling under `--autoscaling refuse`), a raise, a
 /// pre-warm, or nothing.
 async fn capacity_row(opts: &Options, clients: &Clients, exports: &[&Export]) -> Check {
-    use crate::capacity::{self, ManageOptions, Manager, Plan};
-    let current = match capacity::describe(&clients.dynamodb, &opts.table).await {
-        Ok(c) => c,
-        Err(e) => return Check::new("capacity", Status::Fail, e.to_string()),
-    };
+    use crate::capacity::{ManageOptions, Manager, Plan};
     let items = exports.iter().map(|e| e.item_count()).sum();
-    let target =
-        capacity::computed_target(items, opts.max_wcu.map(|m| m as f64), current.table.write);
     let manage = ManageOptions {
         autoscaling: opts.autoscaling,
         ..ManageOptions::default()
@@ -757,10 +736,11 @@ async fn capacity_row(opts: &Options, clients: &Clients, exports: &[&Export]) ->
         table: &opts.table,
         opts: &manage,
     };
-    match manager.plan(target).await {
+    match manager.plan(items, opts.max_wcu.map(|m| m as f64)).await {
         Err(e) => Check::new("capacity", Status::Fail, e.to_string()),
-        Ok((plan, warnings)) => {
-            let mut detail = match plan {
+        Ok(planned) => {
+            let (target, warnings) = (planned.target, planned.warnings);
+            let mut detail = match planned.plan {
                 Plan::Raise(r) => format!(
                     "--manage-capacity would raise the write capacity from {} (table) to {} for the table and \
                      its {} GSI(s), and put it back afterwards",
@@ -870,7 +850,7 @@ async fn scope(
     caller: &str,
     exports: &[&Export],
 ) -> Scope {
-    let parts = ArnParts::parse(caller);
+    let parts = Arn::parse(caller);
     let region = clients
         .sts
         .config()
@@ -897,9 +877,9 @@ async fn scope(
     Scope {
         partition: parts
             .as_ref()
-            .map_or_else(|| "aws".to_owned(), |p| p.partition.clone()),
+            .map_or_else(|| "aws".to_owned(), |p| p.partition.to_owned()),
         region,
-        account: parts.map(|p| p.account).unwrap_or_default(),
+        account: parts.map(|p| p.account.to_owned()).unwrap_or_default(),
         table: opts.table.clone(),
         export_objects,
         checkpoint: match &opts.resume {
@@ -912,45 +892,6 @@ async fn scope(
         autoscaling: opts.autoscaling,
         control_table: String::new(),
         queue: String::new(),
-    }
-}
-
-/// `arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct ArnParts {
-    partition: String,
-    service: String,
-    account: String,
-    resource: String,
-}
-
-impl ArnParts {
-    fn parse(arn: &str) -> Option<Self> {
-        let mut it = arn.splitn(6, ':');
-        let (
-            Some("arn"),
-            Some(partition),
-            Some(service),
-            Some(_region),
-            Some(account),
-            Some(resource),
-        ) = (
-            it.next(),
-            it.next(),
-            it.next(),
-            it.next(),
-            it.next(),
-            it.next(),
-        )
-        else {
-            return None;
-        };
-        Some(ArnParts {
-            partition: partition.to_owned(),
-            service: service.to_owned(),
-            account: account.to_owned(),
-            resource: resource.to_owned(),
-        })
     }
 }
 
@@ -976,10 +917,10 @@ pub fn principal(caller: &str) -> Principal {
     let other = || Principal::Other {
         arn: caller.to_owned(),
     };
-    let Some(p) = ArnParts::parse(caller) else {
+    let Some(p) = Arn::parse(caller) else {
         return other();
     };
-    match (p.service.as_str(), p.resource.split_once('/')) {
+    match (p.service, p.resource.split_once('/')) {
         ("iam", None) if p.resource == "root" => Principal::Root {
             arn: caller.to_owned(),
         },
@@ -1685,6 +1626,7 @@ fn format_seconds(seconds: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_sdk_dynamodb::types::BillingMode;
 
     #[test]
     fn caller_arns_map_to_principals() {
