@@ -111,6 +111,11 @@ impl Setup {
         args
     }
 
+    /// `ddb-pitr restore` of the chain into the table, with the checkpoint and `extra` flags.
+    async fn restore(&self, aws: &Aws, extra: &[&str]) -> cli::Run {
+        cli::restore(aws, &self.table.name, &self.args(extra)).await
+    }
+
     async fn assert_restored(&self, aws: &Aws) {
         assert_table_matches(
             &aws.ddb,
@@ -237,12 +242,9 @@ fn wcu(resource: &str, from: i64, to: i64) -> (String, String, i64, i64) {
 async fn provisioned_capacity_is_raised_for_the_restore_and_put_back() {
     let aws = cli::aws().await;
     let s = setup(&aws, 200, true).await;
-    let run = cli::restore(
-        &aws,
-        &s.table.name,
-        &s.args(&["--manage-capacity", "--target-wcu", "100"]),
-    )
-    .await;
+    let run = s
+        .restore(&aws, &["--manage-capacity", "--target-wcu", "100"])
+        .await;
     run.assert_success();
     s.assert_restored(&aws).await;
     let index = format!("index/{INDEX}");
@@ -315,7 +317,7 @@ async fn a_crash_after_the_raise_is_put_right_by_the_next_run() {
     let summary = &s.out.exports[0].summary_key;
     let bytes = s.bucket.get(summary).await.unwrap();
     s.bucket.delete(summary).await;
-    let run = cli::restore(&aws, &s.table.name, &s.args(&[])).await;
+    let run = s.restore(&aws, &[]).await;
     assert_eq!(run.code, Some(1), "stderr:\n{}", run.stderr);
     let index = format!("index/{INDEX}");
     assert_eq!(
@@ -331,7 +333,7 @@ async fn a_crash_after_the_raise_is_put_right_by_the_next_run() {
 
     // With the manifest back, the next run finishes the data; the capacity stays as it was.
     s.bucket.put(summary, bytes).await;
-    let run = cli::restore(&aws, &s.table.name, &s.args(&[])).await;
+    let run = s.restore(&aws, &[]).await;
     run.assert_success();
     s.assert_restored(&aws).await;
     assert_eq!(write_capacity(&aws, &s.table.name).await, (5, 5, 5, 5));
@@ -361,7 +363,7 @@ async fn an_interrupted_restore_puts_the_capacity_back_before_it_exits() {
     assert_eq!(write_capacity(&aws, &s.table.name).await, (5, 5, 5, 5));
 
     // Resuming with --manage-capacity raises again (a new record) and finishes.
-    let run = cli::restore(&aws, &s.table.name, &s.args(&slow[..3])).await;
+    let run = s.restore(&aws, &slow[..3]).await;
     run.assert_success();
     s.assert_restored(&aws).await;
     assert_eq!(write_capacity(&aws, &s.table.name).await, (5, 5, 5, 5));
@@ -404,12 +406,9 @@ async fn auto_scaled_tables_are_refused_or_have_their_minimum_adjusted() {
     let (code, checks) = validate(&aws, &s, &["--manage-capacity"]).await;
     assert_eq!(code, Some(1));
     assert_eq!(checks["capacity"]["status"], "fail", "{checks:#}");
-    let refused = cli::restore(
-        &aws,
-        &s.table.name,
-        &s.args(&["--manage-capacity", "--target-wcu", "100"]),
-    )
-    .await;
+    let refused = s
+        .restore(&aws, &["--manage-capacity", "--target-wcu", "100"])
+        .await;
     assert_eq!(refused.code, Some(1));
     let errors = refused.errors();
     assert!(
@@ -420,18 +419,18 @@ async fn auto_scaled_tables_are_refused_or_have_their_minimum_adjusted() {
     assert_eq!(write_capacity(&aws, &s.table.name).await, (5, 5, 5, 5));
     assert_eq!(bounds().await, (5, 50));
 
-    let run = cli::restore(
-        &aws,
-        &s.table.name,
-        &s.args(&[
-            "--manage-capacity",
-            "--target-wcu",
-            "100",
-            "--autoscaling",
-            "adjust",
-        ]),
-    )
-    .await;
+    let run = s
+        .restore(
+            &aws,
+            &[
+                "--manage-capacity",
+                "--target-wcu",
+                "100",
+                "--autoscaling",
+                "adjust",
+            ],
+        )
+        .await;
     run.assert_success();
     s.assert_restored(&aws).await;
     let raised = changes(&run.report, "raised");
@@ -459,12 +458,9 @@ async fn auto_scaled_tables_are_refused_or_have_their_minimum_adjusted() {
 async fn on_demand_tables_are_pre_warmed() {
     let aws = cli::aws().await;
     let s = setup(&aws, 100, false).await;
-    let run = cli::restore(
-        &aws,
-        &s.table.name,
-        &s.args(&["--manage-capacity", "--target-wcu", "12000"]),
-    )
-    .await;
+    let run = s
+        .restore(&aws, &["--manage-capacity", "--target-wcu", "12000"])
+        .await;
     run.assert_success();
     s.assert_restored(&aws).await;
     let t = aws
@@ -542,7 +538,7 @@ async fn manage_capacity_needs_a_checkpoint_and_max_wcu_a_positive_rate() {
 async fn max_wcu_is_reported_and_nothing_is_lost_under_it() {
     let aws = cli::aws().await;
     let s = setup(&aws, 300, true).await;
-    let run = cli::restore(&aws, &s.table.name, &s.args(&["--max-wcu", "5000"])).await;
+    let run = s.restore(&aws, &["--max-wcu", "5000"]).await;
     run.assert_success();
     s.assert_restored(&aws).await;
     assert_eq!(run.report["capacity"]["max_wcu"], 5000.0);
@@ -556,12 +552,9 @@ async fn a_failed_restore_still_puts_the_capacity_back() {
     let s = setup(&aws, 200, true).await;
     let broken = &s.out.exports[0].files.last().unwrap().key;
     s.bucket.put(broken, b"not a gzip stream".to_vec()).await;
-    let run = cli::restore(
-        &aws,
-        &s.table.name,
-        &s.args(&["--manage-capacity", "--target-wcu", "100"]),
-    )
-    .await;
+    let run = s
+        .restore(&aws, &["--manage-capacity", "--target-wcu", "100"])
+        .await;
     assert_eq!(run.code, Some(1), "stderr:\n{}", run.stderr);
     assert_eq!(run.report["status"], "failed");
     assert!(run.errors().contains(broken.as_str()), "{}", run.errors());
