@@ -8,7 +8,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let handler = Handler::from_env().await?;
     let handler = &handler;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        handler.handle(event).await
+        // Boxed: the planner's future is deep enough to overflow rustc's layout query depth
+        // when inlined into this async block.
+        Box::pin(handler.handle(event)).await
     }))
     .await
 }
