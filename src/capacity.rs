@@ -1,7 +1,6 @@
-//! The target table's capacity during a restore.
+//! The target table's capacity during a restore. (The client-side cap on consumed write units,
+//! `--max-wcu`, is [`crate::pace`].)
 //!
-//! - `--max-wcu N` ([`WcuLimiter`]): a client-side cap on the write units consumed per second, measured from
-//!   `ConsumedCapacity`, so a restore can run beside production traffic.
 //! - `--manage-capacity` ([`Manager`]): before the first write, raise a provisioned table's write capacity
 //!   (the table and every GSI) to a target, or pre-warm an on-demand table with warm throughput; after the
 //!   restore (succeeded, failed or interrupted) put provisioned capacity back. The original values are
@@ -24,21 +23,18 @@
 //!   raised, so there is nothing to put back.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_applicationautoscaling::types::{ScalableDimension, ServiceNamespace};
 use aws_sdk_dynamodb::types::{
     BillingMode, GlobalSecondaryIndexUpdate, IndexStatus, ProvisionedThroughput, TableStatus,
-    UpdateGlobalSecondaryIndexAction, WarmThroughput, WriteRequest,
+    UpdateGlobalSecondaryIndexAction, WarmThroughput,
 };
-use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::access::AutoScaling;
 use crate::error::{Error, Result};
-use crate::write::{AttemptError, AttemptOutcome, BatchWriter};
 
 /// The default per-table write-capacity quota of an account: a computed target never exceeds it.
 pub const DEFAULT_TABLE_WCU_QUOTA: i64 = 40_000;
@@ -641,135 +637,9 @@ fn index_update(name: &str, throughput: ProvisionedThroughput) -> GlobalSecondar
         .build()
 }
 
-/// A client-side cap on consumed write units per second (the generic cell rate algorithm).
-///
-/// Each batch reserves its estimated cost before it is sent; the estimate is the mean consumed capacity per
-/// item seen so far times the batch's items. When the response says what the batch really consumed
-/// (`ConsumedCapacity`), the difference is settled, so the long-run rate is the measured one. Up to one
-/// second of the rate may go out as a burst.
-#[derive(Debug)]
-pub struct WcuLimiter {
-    rate: f64,
-    state: Mutex<LimiterState>,
-}
-
-#[derive(Debug)]
-struct LimiterState {
-    /// Theoretical arrival time: when everything reserved so far has been paid for at `rate`.
-    tat: Instant,
-    /// Mean consumed write units per item written.
-    per_item: f64,
-}
-
-/// The part of a second that may be sent at once.
-const BURST: Duration = Duration::from_secs(1);
-/// The longest time one batch's cost may account for.
-const MAX_SPAN: Duration = Duration::from_secs(3600);
-/// The lowest accepted cap: below this, one item would wait minutes.
-pub const MIN_RATE: f64 = 0.01;
-
-impl WcuLimiter {
-    pub fn new(rate: f64) -> Self {
-        assert!(rate >= MIN_RATE, "the rate must be at least {MIN_RATE}");
-        WcuLimiter {
-            rate,
-            state: Mutex::new(LimiterState {
-                tat: Instant::now(),
-                per_item: 1.0,
-            }),
-        }
-    }
-
-    pub fn rate(&self) -> f64 {
-        self.rate
-    }
-
-    /// The time `units` take at the rate; a non-finite or absurd value (a bogus ConsumedCapacity) counts as
-    /// at most an hour, so one answer can never stall the restore for longer.
-    fn span(&self, units: f64) -> Duration {
-        Duration::try_from_secs_f64(units / self.rate)
-            .unwrap_or(MAX_SPAN)
-            .min(MAX_SPAN)
-    }
-
-    /// Reserves the estimated cost of `items` writes and waits until it fits under the rate. Returns the
-    /// reservation, to settle with [`WcuLimiter::settle`].
-    pub async fn acquire(&self, items: usize) -> f64 {
-        let (cost, wait_until) = {
-            let mut s = self.state.lock().expect("limiter");
-            let cost = s.per_item * items as f64;
-            let now = Instant::now();
-            let tat = s.tat.max(now);
-            s.tat = tat + self.span(cost);
-            (cost, s.tat.checked_sub(BURST).unwrap_or(now))
-        };
-        tokio::time::sleep_until(wait_until).await;
-        cost
-    }
-
-    /// Replaces a reservation by what the batch really consumed (`processed` items).
-    pub fn settle(&self, reserved: f64, consumed: f64, processed: usize) {
-        let mut s = self.state.lock().expect("limiter");
-        if processed > 0 && consumed > 0.0 {
-            // A moving mean that follows changes in item size within a few dozen batches.
-            let sample = consumed / processed as f64;
-            s.per_item += (sample - s.per_item) * 0.2;
-        }
-        let delta = consumed - reserved;
-        let step = self.span(delta.abs());
-        if delta >= 0.0 {
-            s.tat += step;
-        } else {
-            // Credit for an overestimate; a theoretical arrival time in the past counts as now.
-            s.tat = s.tat.checked_sub(step).unwrap_or_else(Instant::now);
-        }
-    }
-}
-
-/// A [`BatchWriter`] under a [`WcuLimiter`].
-pub struct LimitedWriter {
-    pub inner: Arc<dyn BatchWriter>,
-    pub limiter: Arc<WcuLimiter>,
-}
-
-impl BatchWriter for LimitedWriter {
-    fn write_batch<'a>(
-        &'a self,
-        table: &'a str,
-        requests: Vec<WriteRequest>,
-    ) -> BoxFuture<'a, std::result::Result<AttemptOutcome, AttemptError>> {
-        Box::pin(async move {
-            let sent = requests.len();
-            let reserved = self.limiter.acquire(sent).await;
-            let result = self.inner.write_batch(table, requests).await;
-            match &result {
-                Ok(outcome) => {
-                    let processed = sent.saturating_sub(outcome.unprocessed.len());
-                    // Without ConsumedCapacity in the answer, the estimate for what was processed stands.
-                    let consumed = if outcome.consumed_wcu > 0.0 {
-                        outcome.consumed_wcu
-                    } else {
-                        reserved * processed as f64 / sent.max(1) as f64
-                    };
-                    self.limiter.settle(reserved, consumed, processed);
-                }
-                // A refused request consumed nothing.
-                // A throttled or rejected request consumed nothing. A transient failure (timeout, 5xx) may
-                // have been applied, so its reservation stands.
-                Err(AttemptError::Throttled { .. } | AttemptError::Rejected(_)) => {
-                    self.limiter.settle(reserved, 0.0, 0)
-                }
-                Err(AttemptError::Transient(_)) => {}
-            }
-            result
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::write::{RetryPolicy, WriteStats, write_all};
     use aws_sdk_dynamodb::Client;
     use aws_sdk_dynamodb::operation::describe_table::DescribeTableOutput;
     use aws_sdk_dynamodb::operation::update_table::{UpdateTableError, UpdateTableOutput};
@@ -778,113 +648,6 @@ mod tests {
         GlobalSecondaryIndexDescription, ProvisionedThroughputDescription, TableDescription,
     };
     use aws_smithy_mocks::{RuleMode, mock, mock_client};
-
-    /// Consumes `per_item` write units per item and records when each batch was sent (virtual time).
-    struct Metered {
-        per_item: f64,
-        started: Instant,
-        sent: Mutex<Vec<(Duration, usize)>>,
-    }
-
-    impl BatchWriter for Metered {
-        fn write_batch<'a>(
-            &'a self,
-            _: &'a str,
-            requests: Vec<WriteRequest>,
-        ) -> BoxFuture<'a, std::result::Result<AttemptOutcome, AttemptError>> {
-            Box::pin(async move {
-                self.sent
-                    .lock()
-                    .unwrap()
-                    .push((self.started.elapsed(), requests.len()));
-                Ok(AttemptOutcome {
-                    consumed_wcu: self.per_item * requests.len() as f64,
-                    ..AttemptOutcome::default()
-                })
-            })
-        }
-    }
-
-    fn requests(n: usize) -> Vec<WriteRequest> {
-        use aws_sdk_dynamodb::types::AttributeValue;
-        (0..n)
-            .map(|i| {
-                crate::write::to_request(crate::decode::WriteOp::Delete(
-                    [("pk".to_string(), AttributeValue::S(i.to_string()))].into(),
-                ))
-            })
-            .collect()
-    }
-
-    /// Writes `batches` batches of 25 from `tasks` concurrent tasks under a cap of `rate`, and returns the
-    /// virtual time it took and the consumed units.
-    async fn drive(rate: f64, per_item: f64, tasks: usize, batches: usize) -> (Duration, f64) {
-        let metered = Arc::new(Metered {
-            per_item,
-            started: Instant::now(),
-            sent: Mutex::default(),
-        });
-        let writer = Arc::new(LimitedWriter {
-            inner: metered.clone(),
-            limiter: Arc::new(WcuLimiter::new(rate)),
-        });
-        let stats = Arc::new(WriteStats::default());
-        let mut handles = Vec::new();
-        for _ in 0..tasks {
-            let (writer, stats) = (writer.clone(), stats.clone());
-            handles.push(tokio::spawn(async move {
-                for _ in 0..batches / tasks {
-                    write_all(
-                        writer.as_ref(),
-                        "t",
-                        requests(25),
-                        &RetryPolicy::default(),
-                        &stats,
-                    )
-                    .await
-                    .unwrap();
-                }
-            }));
-        }
-        for h in handles {
-            h.await.unwrap();
-        }
-        let elapsed = metered.sent.lock().unwrap().last().unwrap().0;
-        (elapsed, stats.snapshot().consumed_wcu)
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn the_cap_holds_the_measured_rate_after_a_one_second_burst() {
-        // 200 batches × 25 items × 1 WCU = 5,000 WCU at 500 WCU/s: 10 s, of which 1 s may go as a burst.
-        let (elapsed, consumed) = drive(500.0, 1.0, 8, 200).await;
-        assert_eq!(consumed, 5000.0);
-        let secs = elapsed.as_secs_f64();
-        assert!((8.9..=9.2).contains(&secs), "{secs} s");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn the_cap_follows_measured_consumption_not_the_first_estimate() {
-        // Items of 3 WCU: the limiter starts at 1 WCU per item and must settle to the measured 3.
-        let (elapsed, consumed) = drive(1000.0, 3.0, 4, 400).await;
-        assert_eq!(consumed, 30_000.0);
-        let secs = elapsed.as_secs_f64();
-        // 30,000 WCU at 1,000 WCU/s = 30 s less the 1 s burst; the first estimates are low, so allow a little.
-        assert!((28.5..=29.5).contains(&secs), "{secs} s");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn refused_requests_give_their_reservation_back() {
-        let limiter = WcuLimiter::new(100.0);
-        let started = Instant::now();
-        for _ in 0..50 {
-            let r = limiter.acquire(25).await;
-            limiter.settle(r, 0.0, 0);
-        }
-        assert!(
-            started.elapsed() < Duration::from_millis(1),
-            "nothing consumed, no wait"
-        );
-    }
 
     #[test]
     fn computed_targets_stay_between_the_table_and_the_quota() {

@@ -48,6 +48,9 @@ pub struct Settings {
     pub part_size: u64,
     pub inflight_batches: usize,
     pub retry: RetryPolicy,
+    /// Learn the table's write capacity from throttling and pace writes just under it
+    /// ([`crate::pace`]).
+    pub adaptive_rate: bool,
 }
 
 impl Default for Settings {
@@ -58,6 +61,7 @@ impl Default for Settings {
             part_size: 1024 * 1024,
             inflight_batches: 4,
             retry: RetryPolicy::default(),
+            adaptive_rate: true,
         }
     }
 }
@@ -875,6 +879,7 @@ mod tests {
                     base: Duration::from_millis(1),
                     cap: Duration::from_millis(2),
                 },
+                adaptive_rate: false,
             },
             stats: Arc::default(),
         };

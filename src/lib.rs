@@ -34,6 +34,7 @@ pub mod error;
 pub mod location;
 pub mod manifest;
 pub mod metrics;
+pub mod pace;
 pub mod plan;
 pub mod progress;
 pub mod report;

@@ -207,10 +207,10 @@ impl CapacityArgs {
 
 fn parse_rate(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
-        Ok(v) if v.is_finite() && v >= ddb_pitr::capacity::MIN_RATE => Ok(v),
+        Ok(v) if v.is_finite() && v >= ddb_pitr::pace::MIN_RATE => Ok(v),
         _ => Err(format!(
             "{s:?} is not a positive number of at least {}",
-            ddb_pitr::capacity::MIN_RATE
+            ddb_pitr::pace::MIN_RATE
         )),
     }
 }
@@ -230,6 +230,10 @@ struct EngineArgs {
     /// Consecutive BatchWriteItem attempts without progress before a file stops.
     #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u32).range(1..), help_heading = "Tuning")]
     max_attempts: u32,
+    /// Do not learn the table's write capacity from throttling; only back off batch by batch. For
+    /// comparisons: the adaptive rate keeps a throttled table at its capacity with far fewer retries.
+    #[arg(long, help_heading = "Tuning")]
+    no_adaptive_rate: bool,
 }
 
 impl EngineArgs {
@@ -243,6 +247,7 @@ impl EngineArgs {
                 max_attempts: self.max_attempts,
                 ..RetryPolicy::default()
             },
+            adaptive_rate: !self.no_adaptive_rate,
         }
     }
 }

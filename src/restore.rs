@@ -16,15 +16,14 @@ use futures::{StreamExt, stream};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::capacity::{
-    self, CapacityRecord, LimitedWriter, ManageOptions, RecordState, WcuLimiter,
-};
+use crate::capacity::{self, CapacityRecord, ManageOptions, RecordState};
 use crate::chain::{self, Discontinuity, Expectations};
 use crate::checkpoint::{Checkpoint, CheckpointStore, FilePosition, FileState};
 use crate::engine::{Engine, FileRef, Settings};
 use crate::error::{Error, Result};
 use crate::location::{ExportUri, S3Uri, StateLocation};
 use crate::manifest::{self, Export};
+use crate::pace::{self, Pacing};
 use crate::progress::Progress;
 use crate::report::{
     CapacityReport, ErrorReport, ExportReport, FileReport, FileStatus, REPORT_FORMAT, Report,
@@ -129,14 +128,13 @@ pub async fn run(
 ) -> Outcome {
     let objects: Arc<dyn ObjectReader> = Arc::new(S3Reader::new(clients.s3.clone()));
     let writer: Option<Arc<dyn BatchWriter>> = (!opts.dry_run).then(|| {
-        let writer = Arc::new(DynamoWriter::new(&clients.dynamodb)) as Arc<dyn BatchWriter>;
-        match opts.max_wcu {
-            Some(rate) => Arc::new(LimitedWriter {
-                inner: writer,
-                limiter: Arc::new(WcuLimiter::new(rate)),
-            }) as Arc<dyn BatchWriter>,
-            None => writer,
-        }
+        pace::paced(
+            Arc::new(DynamoWriter::new(&clients.dynamodb)),
+            Pacing {
+                ceiling: opts.max_wcu,
+                adaptive: opts.settings.adaptive_rate,
+            },
+        )
     });
     let started_at = SystemTime::now();
     let started = Instant::now();

@@ -115,13 +115,13 @@ impl Worker {
         queue_url: &str,
         options: WorkerOptions,
     ) -> Self {
-        let mut writer: Arc<dyn BatchWriter> = Arc::new(DynamoWriter::new(&clients.dynamodb));
-        if let Some(rate) = options.max_wcu {
-            writer = Arc::new(crate::capacity::LimitedWriter {
-                inner: writer,
-                limiter: Arc::new(crate::capacity::WcuLimiter::new(rate)),
-            });
-        }
+        let writer = crate::pace::paced(
+            Arc::new(DynamoWriter::new(&clients.dynamodb)),
+            crate::pace::Pacing {
+                ceiling: options.max_wcu,
+                adaptive: options.settings.adaptive_rate,
+            },
+        );
         Worker {
             control: ControlTable::new(clients.dynamodb.clone(), control_table),
             sqs: clients.sqs.clone(),

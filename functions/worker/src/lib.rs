@@ -51,7 +51,7 @@ impl Handler {
             emit_metrics: env::flag("DDB_PITR_METRICS", true)?,
             // Per execution environment; 0 (the template's default) means no cap.
             max_wcu: Some(env::number("DDB_PITR_MAX_WCU", 0.0_f64)?)
-                .filter(|r| r.is_finite() && *r >= ddb_pitr::capacity::MIN_RATE),
+                .filter(|r| r.is_finite() && *r >= ddb_pitr::pace::MIN_RATE),
             settings: ddb_pitr::engine::Settings {
                 inflight_batches: env::number(
                     "DDB_PITR_INFLIGHT_BATCHES",
