@@ -352,6 +352,7 @@ impl Engine {
             return Ok(());
         };
         let first_line = batch.lines[0];
+        let handed = std::time::Instant::now();
         let failure = match write_all(
             writer.as_ref(),
             &self.table,
@@ -361,7 +362,12 @@ impl Engine {
         )
         .await
         {
-            Ok(()) => return Ok(()),
+            Ok(()) => {
+                let done = std::time::Instant::now();
+                self.stats.first_write.get_or_init(|| done);
+                self.stats.batch_wait.record(done - handed);
+                return Ok(());
+            }
             Err(failure) => failure,
         };
         match failure {

@@ -114,6 +114,15 @@ pub struct CapacityReport {
     pub warnings: Vec<String>,
 }
 
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct LatencyReport {
+    /// Seconds from the start of the run until DynamoDB acknowledged the first batch.
+    pub first_write_seconds: Option<f64>,
+    /// From handing a batch to the writer until all of it was accepted: pacing, throttling, retries and
+    /// backoff included.
+    pub batch_wait: crate::write::LatencySummary,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ErrorReport {
     pub error_type: String,
@@ -139,6 +148,9 @@ pub struct Report {
     /// throttling by table and index.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capacity: Option<CapacityReport>,
+    /// How long writes waited (local runner only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<LatencyReport>,
     pub errors: Vec<ErrorReport>,
     /// What to run to continue, when the run did not succeed.
     #[serde(skip_serializing_if = "Option::is_none")]

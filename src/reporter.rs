@@ -178,6 +178,7 @@ pub fn assemble(
         totals,
         writes,
         capacity: None,
+        latency: None,
         errors,
         resume_hint,
     }

@@ -26,8 +26,8 @@ use crate::manifest::{self, Export};
 use crate::pace::{self, Pacing};
 use crate::progress::Progress;
 use crate::report::{
-    CapacityReport, ErrorReport, ExportReport, FileReport, FileStatus, REPORT_FORMAT, Report,
-    RunStatus, Totals,
+    CapacityReport, ErrorReport, ExportReport, FileReport, FileStatus, LatencyReport,
+    REPORT_FORMAT, Report, RunStatus, Totals,
 };
 use crate::source::{ObjectReader, S3Reader};
 use crate::table;
@@ -903,6 +903,13 @@ fn build_report(
         chain_discontinuities: gaps,
         totals,
         writes: stats.snapshot(),
+        latency: Some(LatencyReport {
+            first_write_seconds: stats
+                .first_write
+                .get()
+                .map(|t| t.saturating_duration_since(started).as_secs_f64()),
+            batch_wait: stats.batch_wait.summary(),
+        }),
         capacity: None,
         errors,
         resume_hint,

@@ -280,6 +280,81 @@ pub struct WriteStats {
     /// Consumed write capacity, in thousandths of a WCU.
     pub consumed_milli_wcu: AtomicU64,
     pub backoff_millis: AtomicU64,
+    /// When DynamoDB first acknowledged a batch.
+    pub first_write: std::sync::OnceLock<std::time::Instant>,
+    /// From handing a batch to the writer until DynamoDB accepted all of it: pacing, throttling, retries
+    /// and backoff included.
+    pub batch_wait: LatencyHistogram,
+}
+
+/// Durations in logarithmic buckets, four per power of two (within 19% of the true value), from 1 µs to
+/// over an hour; lock-free, so every batch can record into one shared histogram.
+#[derive(Debug)]
+pub struct LatencyHistogram {
+    buckets: [AtomicU64; LATENCY_BUCKETS],
+}
+
+const LATENCY_BUCKETS: usize = 4 * 32;
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        LatencyHistogram {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+/// Percentiles of recorded durations, in milliseconds (each the upper bound of its bucket).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct LatencySummary {
+    pub count: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+impl LatencyHistogram {
+    fn bucket(d: Duration) -> usize {
+        let micros = d.as_micros().max(1) as f64;
+        ((micros.log2() * 4.0) as usize).min(LATENCY_BUCKETS - 1)
+    }
+
+    fn upper_ms(bucket: usize) -> f64 {
+        2f64.powf((bucket + 1) as f64 / 4.0) / 1000.0
+    }
+
+    pub fn record(&self, d: Duration) {
+        self.buckets[Self::bucket(d)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn summary(&self) -> LatencySummary {
+        let counts: Vec<u64> = self
+            .buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
+        let count: u64 = counts.iter().sum();
+        let quantile = |q: f64| {
+            let rank = ((count as f64 * q).ceil() as u64).max(1);
+            let mut seen = 0;
+            for (i, c) in counts.iter().enumerate() {
+                seen += c;
+                if seen >= rank {
+                    return Self::upper_ms(i);
+                }
+            }
+            0.0
+        };
+        if count == 0 {
+            return LatencySummary::default();
+        }
+        LatencySummary {
+            count,
+            p50_ms: quantile(0.5),
+            p99_ms: quantile(0.99),
+            max_ms: quantile(1.0),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
@@ -715,5 +790,22 @@ mod tests {
         for attempt in 0..40 {
             assert!(p.backoff(attempt) <= p.cap);
         }
+    }
+
+    #[test]
+    fn latency_percentiles_come_from_the_recorded_durations() {
+        let h = LatencyHistogram::default();
+        assert_eq!(h.summary(), LatencySummary::default());
+        for _ in 0..98 {
+            h.record(Duration::from_millis(2));
+        }
+        h.record(Duration::from_millis(100));
+        h.record(Duration::from_secs(5));
+        let s = h.summary();
+        assert_eq!(s.count, 100);
+        // Each value is its bucket's upper bound: at most 19% above the recorded duration.
+        assert!((2.0..=2.38).contains(&s.p50_ms), "{s:?}");
+        assert!((100.0..=119.0).contains(&s.p99_ms), "{s:?}");
+        assert!((5000.0..=5950.0).contains(&s.max_ms), "{s:?}");
     }
 }
