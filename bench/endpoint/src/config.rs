@@ -1,5 +1,7 @@
-//! What one endpoint process serves: its tables and its limits. Filled by the CLI or by tests.
+//! What one endpoint process serves: its tables, its limits and, optionally, an S3 root. Filled by the CLI
+//! or by tests.
 
+use std::path::PathBuf;
 use std::str::FromStr;
 
 /// The scalar types a key attribute may have.
@@ -153,6 +155,9 @@ pub struct Config {
     pub fault_drop_rate: f64,
     /// Seed of the fault-injection random numbers.
     pub seed: u64,
+    /// Serve S3 path-style reads (and simple writes) of the files under this directory, one subdirectory
+    /// per bucket, on the same port (see [`crate::s3`]).
+    pub s3_root: Option<PathBuf>,
 }
 
 impl Config {
@@ -165,9 +170,12 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.tables.is_empty() {
+        // An S3-only endpoint is useful on its own; a DynamoDB-only one needs something to write to.
+        if self.tables.is_empty() && self.s3_root.is_none() {
             return Err(ConfigError::Spec(
-                "no table: declare at least one with --table NAME:PK:TYPE[:SK:TYPE]".into(),
+                "no table: declare at least one with --table NAME:PK:TYPE[:SK:TYPE], or serve S3 only \
+                 with --s3-root DIR"
+                    .into(),
             ));
         }
         for (i, t) in self.tables.iter().enumerate() {

@@ -3,6 +3,7 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
@@ -16,7 +17,7 @@ struct Args {
     #[arg(long, default_value = "127.0.0.1:0", env = "DDB_BENCH_LISTEN")]
     listen: SocketAddr,
     /// A table: NAME:PK:TYPE or NAME:PK:TYPE:SK:TYPE, TYPE one of S, N, B. Repeatable.
-    #[arg(long = "table", required = true)]
+    #[arg(long = "table", required_unless_present = "s3_root")]
     tables: Vec<TableSpec>,
     /// Provisioned write capacity of each table, in WCU per second. Without it: on-demand, no limit.
     #[arg(long)]
@@ -46,6 +47,9 @@ struct Args {
     /// Worker threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
+    /// Also serve S3 path-style requests on the same port: GET /BUCKET/KEY reads DIR/BUCKET/KEY.
+    #[arg(long, value_name = "DIR")]
+    s3_root: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -66,6 +70,7 @@ fn main() -> anyhow::Result<()> {
         fault_5xx_rate: args.fault_5xx_rate,
         fault_drop_rate: args.fault_drop_rate,
         seed: args.seed,
+        s3_root: args.s3_root,
     };
     let endpoint = ddb_bench_endpoint::endpoint(config)?;
     let mut runtime = tokio::runtime::Builder::new_multi_thread();

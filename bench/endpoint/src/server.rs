@@ -1,6 +1,7 @@
 //! HTTP/1.1 on hyper: routing, body limits, fault injection, and the accept loop.
 //!
-//! Routes: `POST /` (the DynamoDB API), `GET /stats`, `GET /items?table=NAME` (`--store`), `POST /reset`.
+//! Routes: `POST /` (the DynamoDB API), `GET /stats`, `GET /items?table=NAME` (`--store`), `POST /reset`,
+//! and with an S3 root every other path below `/` (S3 path-style requests, [`crate::s3`]).
 
 use std::future::Future;
 use std::io;
@@ -9,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::server::conn::http1;
@@ -22,6 +23,14 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use crate::engine::{Fault, State, Stats};
 use crate::protocol::{self, ApiError, ErrorCode, Operation};
+use crate::s3::{FileBody, S3};
+
+/// A response body: bytes in memory, or an S3 object streamed from its file.
+pub type Body = Either<Full<Bytes>, FileBody>;
+
+/// The control routes' path names (`/stats` is `stats`). S3 requests never reach them, so no bucket may
+/// take these names.
+pub const CONTROL_ROUTES: [&str; 3] = ["stats", "items", "reset"];
 
 /// Returned by the service to make hyper close the connection without a response.
 #[derive(Debug)]
@@ -37,16 +46,24 @@ impl std::error::Error for DropConnection {}
 
 static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
 
+/// A fresh request id, for the `x-amzn-requestid` (DynamoDB) or `x-amz-request-id` (S3) header.
+pub(crate) fn next_request_id() -> String {
+    format!("BENCH{:020}", REQUEST_IDS.fetch_add(1, Ordering::Relaxed))
+}
+
 /// A cheap handle on one endpoint's state.
 #[derive(Clone)]
 pub struct Endpoint {
     state: Arc<State>,
+    s3: Option<Arc<S3>>,
 }
 
 impl Endpoint {
-    pub fn new(state: State) -> Self {
+    /// An endpoint for `state`'s tables and, with `s3`, its buckets.
+    pub fn new(state: State, s3: Option<S3>) -> Self {
         Endpoint {
             state: Arc::new(state),
+            s3: s3.map(Arc::new),
         }
     }
 
@@ -84,9 +101,10 @@ impl Endpoint {
                     };
                     let _ = stream.set_nodelay(true);
                     self.state.counters.connections.fetch_add(1, Ordering::Relaxed);
-                    let state = self.state.clone();
+                    let (state, s3) = (self.state.clone(), self.s3.clone());
                     connections.spawn(async move {
-                        let service = service_fn(move |req| handle(state.clone(), req));
+                        let service =
+                            service_fn(move |req| handle(state.clone(), s3.clone(), req));
                         if let Err(e) = http1::Builder::new()
                             .keep_alive(true)
                             .serve_connection(TokioIo::new(stream), service)
@@ -147,10 +165,22 @@ impl Drop for Running {
     }
 }
 
+/// Whether a request is for S3: any path below `/` but the control routes. DynamoDB's API is `POST /`.
+fn is_s3(path: &str) -> bool {
+    path.strip_prefix('/')
+        .is_some_and(|p| !p.is_empty() && !CONTROL_ROUTES.contains(&p))
+}
+
 async fn handle(
     state: Arc<State>,
+    s3: Option<Arc<S3>>,
     req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, DropConnection> {
+) -> Result<Response<Body>, DropConnection> {
+    if let Some(s3) = &s3
+        && is_s3(req.uri().path())
+    {
+        return Ok(s3.handle(req).await);
+    }
     match (req.method(), req.uri().path()) {
         (&Method::POST, "/") => api(&state, req).await,
         (&Method::GET, "/stats") => Ok(plain(
@@ -190,16 +220,20 @@ async fn handle(
         _ => Ok(plain(
             StatusCode::NOT_FOUND,
             "text/plain",
-            b"routes: POST / (DynamoDB API), GET /stats, GET /items?table=NAME, POST /reset\n"
-                .to_vec(),
+            format!(
+                "routes: POST / (DynamoDB API), GET /stats, GET /items?table=NAME, POST /reset{}\n",
+                if s3.is_some() {
+                    ", and S3 path-style requests /BUCKET[/KEY]"
+                } else {
+                    " (S3 requests need --s3-root DIR)"
+                }
+            )
+            .into_bytes(),
         )),
     }
 }
 
-async fn api(
-    state: &State,
-    req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, DropConnection> {
+async fn api(state: &State, req: Request<Incoming>) -> Result<Response<Body>, DropConnection> {
     state.counters.requests.fetch_add(1, Ordering::Relaxed);
     let operation = req
         .headers()
@@ -251,7 +285,7 @@ async fn api(
     })
 }
 
-fn error(state: &State, e: &ApiError) -> Response<Full<Bytes>> {
+fn error(state: &State, e: &ApiError) -> Response<Body> {
     if e.code.status() == 400 && e.code != ErrorCode::ProvisionedThroughputExceeded {
         state
             .counters
@@ -262,13 +296,12 @@ fn error(state: &State, e: &ApiError) -> Response<Full<Bytes>> {
     plain(status, protocol::CONTENT_TYPE, e.body())
 }
 
-fn plain(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+fn plain(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response<Body> {
+    let mut response = Response::new(Either::Left(Full::new(Bytes::from(body))));
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    let id = REQUEST_IDS.fetch_add(1, Ordering::Relaxed);
-    if let Ok(v) = HeaderValue::from_str(&format!("BENCH{id:020}")) {
+    if let Ok(v) = HeaderValue::from_str(&next_request_id()) {
         headers.insert("x-amzn-requestid", v);
     }
     response

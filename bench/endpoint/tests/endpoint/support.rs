@@ -50,6 +50,23 @@ pub async fn client(url: &str) -> Client {
     Client::new(&conf)
 }
 
+/// An S3 client for `url` as ddb-pitr makes one for an emulator: path-style, fake credentials (SDK
+/// retries off).
+pub async fn s3_client(url: &str) -> aws_sdk_s3::Client {
+    let conf = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
+        .endpoint_url(url)
+        .retry_config(RetryConfig::disabled())
+        .load()
+        .await;
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&conf)
+            .force_path_style(true)
+            .build(),
+    )
+}
+
 pub type Item = HashMap<String, AttributeValue>;
 
 pub fn s(v: &str) -> AttributeValue {
