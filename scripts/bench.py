@@ -1,0 +1,332 @@
+#!/usr/bin/env python3
+"""The benchmark suite's whole-process measurements (see BENCHMARKS.md); run it through scripts/bench.sh.
+
+Generates exports with ddb-pitr-gen, serves them over loopback S3 from ddb-bench-endpoint (which is also
+the DynamoDB endpoint), and measures ddb-pitr restore with /usr/bin/time: CPU and wall time against
+`gzip -dc` on one core, items/s and MB/s per core, peak RSS on a data file over 2 GB, a capped table at
+5,000 and 20,000 WCU/s (sustained fraction of the cap, calls per 25 items, p99 batch wait), the cost of a
+resume by checkpoint offset, and the time to first write. Several runs each; medians are reported.
+
+Standard library only. Prints a Markdown summary and writes every raw number to --out as JSON.
+"""
+
+import argparse
+import glob
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = ROOT / "target" / "release"
+BUCKET = "bench"
+# Logs of every process run, kept out of the summary.
+LOG = Path(os.environ.get("TMPDIR", "/tmp")) / "ddb-pitr-bench.log"
+ENV = dict(
+    os.environ,
+    AWS_ACCESS_KEY_ID="bench",
+    AWS_SECRET_ACCESS_KEY="bench",
+    AWS_REGION="us-east-1",
+    AWS_EC2_METADATA_DISABLED="true",
+)
+
+
+def log(msg):
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+class Endpoint:
+    """One ddb-bench-endpoint process: DynamoDB API and S3 reads of the generated exports."""
+
+    def __init__(self, s3_root, wcu=None, extra=()):
+        cmd = [str(BIN / "ddb-bench-endpoint"), "--s3-root", str(s3_root), "--table",
+               "bench:pk:S:sk:S", "--count-only", *extra]
+        if wcu:
+            cmd += ["--wcu", str(wcu)]
+        with open(LOG, "ab") as err:
+            self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"ddb-bench-endpoint exited: {cmd}")
+        self.url = json.loads(line)["endpoint"]
+
+    def stats(self):
+        import urllib.request
+        with urllib.request.urlopen(self.url + "/stats") as r:
+            return json.load(r)
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait()
+
+
+def timed(cmd, stdout=None, cpu=None, on_start=None):
+    """Runs `cmd` under /usr/bin/time; returns wall, user, sys (s) and peak RSS (KB)."""
+    tfile = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-time-{os.getpid()}"
+    prefix = ["taskset", "-c", str(cpu)] if cpu is not None else []
+    full = ["/usr/bin/time", "-f", "%e %U %S %M", "-o", str(tfile), *prefix, *cmd]
+    with open(stdout or os.devnull, "wb") as out, open(LOG, "ab") as err:
+        proc = subprocess.Popen(full, stdout=out, stderr=err, env=ENV)
+        if on_start:
+            on_start(proc)
+        code = proc.wait()
+    text = tfile.read_text().strip().splitlines()[-1]
+    wall, user, sys_, rss = text.split()
+    return {"code": code, "wall": float(wall), "user": float(user), "sys": float(sys_),
+            "cpu": float(user) + float(sys_), "rss_kb": int(rss)}
+
+
+def median(values):
+    return statistics.median(values) if values else None
+
+
+def generate(work, name, items, files, seed, item_size=None):
+    """One FULL export under s3://bench/<name>/; reused when it already exists."""
+    out = work / "s3" / BUCKET
+    summaries = glob.glob(str(out / name / "AWSDynamoDB" / "*" / "manifest-summary.json"))
+    if not summaries:
+        cmd = [str(BIN / "ddb-pitr-gen"), "--out", str(out), "--items", str(items), "--files", str(files),
+               "--incrementals", "0", "--big-items", "0", "--no-expected", "--seed", str(seed),
+               "--bucket", BUCKET, "--prefix", name]
+        if item_size:
+            cmd += ["--item-size", item_size]
+        log(f"generating {name}: {items} items in {files} files")
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        summaries = glob.glob(str(out / name / "AWSDynamoDB" / "*" / "manifest-summary.json"))
+    export_dir = Path(summaries[0]).parent
+    data = sorted(glob.glob(str(export_dir / "data" / "*.json.gz")))
+    data = [d for d in data if os.path.getsize(d) > 20]
+    uri = f"s3://{BUCKET}/{name}/AWSDynamoDB/{export_dir.name}/"
+    return {"name": name, "uri": uri, "data": data, "items": items,
+            "compressed": sum(os.path.getsize(d) for d in data)}
+
+
+def decompressed_size(data):
+    total = 0
+    for d in data:
+        p = subprocess.Popen(["gzip", "-dc", d], stdout=subprocess.PIPE)
+        while chunk := p.stdout.read(1 << 20):
+            total += len(chunk)
+        p.wait()
+    return total
+
+
+def gzip_floor(dataset, runs):
+    """`gzip -dc` of the same files, one process on one core."""
+    results = [timed(["gzip", "-dc", *dataset["data"]], cpu=0) for _ in range(runs)]
+    return {"cpu": median([r["cpu"] for r in results]), "wall": median([r["wall"] for r in results]),
+            "runs": results}
+
+
+def restore(endpoint, dataset, work, extra=(), resume=None, on_start=None, cpu=None):
+    report = work / "report.json"
+    cmd = [str(BIN / "ddb-pitr"), "restore", "--table", "bench", "--export", dataset["uri"],
+           "--endpoint-url", endpoint.url, "--log-format", "json", *extra]
+    if resume:
+        cmd += ["--resume", str(resume)]
+    t = timed(cmd, stdout=report, on_start=on_start, cpu=cpu)
+    try:
+        t["report"] = json.loads(report.read_text())
+    except (OSError, ValueError) as e:
+        raise RuntimeError(f"restore wrote no report ({e}); exit {t['code']}: {' '.join(cmd)}")
+    return t
+
+
+def end_to_end(args, work, dataset, label, extra=(), cpu=None):
+    """Restore into the unlimited endpoint; CPU and wall against gzip -dc."""
+    runs = []
+    for i in range(args.runs):
+        ep = Endpoint(work / "s3")
+        try:
+            r = restore(ep, dataset, work, extra, cpu=cpu)
+        finally:
+            ep.close()
+        if r["code"] != 0 or r["report"]["status"] != "succeeded":
+            raise RuntimeError(f"{label}: restore failed: {r['report'].get('errors')}")
+        runs.append(r)
+        log(f"{label} run {i + 1}: {r['wall']:.2f} s wall, {r['cpu']:.2f} s CPU, {r['rss_kb'] / 1024:.1f} MB")
+    cpu_s = median([r["cpu"] for r in runs])
+    wall = median([r["wall"] for r in runs])
+    items = dataset["items"]
+    mb = dataset["decompressed"] / 1e6
+    return {"label": label, "cpu": cpu_s, "wall": wall, "rss_mb": max(r["rss_kb"] for r in runs) / 1024,
+            "items_per_cpu_s": items / cpu_s, "mb_per_cpu_s": mb / cpu_s, "items_per_s": items / wall,
+            "first_write_s": median([r["report"]["latency"]["first_write_seconds"] for r in runs]),
+            "runs": [{k: v for k, v in r.items() if k != "report"} for r in runs]}
+
+
+def capped(args, work, dataset, wcu, adaptive=True):
+    runs = []
+    extra = [] if adaptive else ["--no-adaptive-rate"]
+    for i in range(args.runs):
+        ep = Endpoint(work / "s3", wcu=wcu)
+        try:
+            r = restore(ep, dataset, work, extra)
+        finally:
+            ep.close()
+        rep = r["report"]
+        if rep["status"] != "succeeded":
+            raise RuntimeError(f"capped {wcu}: restore failed: {rep.get('errors')}")
+        writes, lat = rep["writes"], rep["latency"]
+        active = rep["duration_seconds"] - lat["first_write_seconds"]
+        # The endpoint's bucket starts with one second of capacity; take it out of the sustained rate.
+        sustained = (writes["consumed_wcu"] - wcu) / active
+        items = rep["totals"]["items_this_run"]
+        runs.append({"fraction": sustained / wcu, "calls_per_25": writes["batch_write_requests"] / (items / 25),
+                     "p99_wait_ms": lat["batch_wait"]["p99_ms"], "active_s": active,
+                     "unprocessed": writes["unprocessed_items_retried"], "wall": r["wall"], "cpu": r["cpu"]})
+        log(f"capped {wcu} {'adaptive' if adaptive else 'fixed'} run {i + 1}: {runs[-1]}")
+    return {"wcu": wcu, "adaptive": adaptive,
+            **{k: median([r[k] for r in runs]) for k in ("fraction", "calls_per_25", "p99_wait_ms", "cpu")},
+            "runs": runs}
+
+
+def checkpoint_offset(path):
+    try:
+        ck = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return 0
+    total = 0
+    for export in ck.get("exports", {}).values() if isinstance(ck.get("exports"), dict) else ck.get("exports", []):
+        files = export.get("files", {})
+        for f in files.values() if isinstance(files, dict) else files:
+            total += f.get("offset", f.get("position", {}).get("offset", 0)) or 0
+    return total
+
+
+def resume_cost(args, work, dataset, fractions):
+    """Interrupts a restore once its checkpoint passes each fraction of the data, then resumes it."""
+    out = []
+    size = dataset["decompressed"]
+    for frac in fractions:
+        ckpt = work / f"resume-{frac}.json"
+        ckpt.unlink(missing_ok=True)
+        ep = Endpoint(work / "s3")
+        try:
+            def interrupt_at(proc):
+                while proc.poll() is None:
+                    if checkpoint_offset(ckpt) >= frac * size:
+                        proc.send_signal(signal.SIGINT)
+                        return
+                    time.sleep(0.05)
+            first = restore(ep, dataset, work, ["--checkpoint-interval", "200ms"], resume=ckpt,
+                            on_start=interrupt_at)
+            offset = checkpoint_offset(ckpt)
+            second = restore(ep, dataset, work, ["--checkpoint-interval", "200ms"], resume=ckpt)
+        finally:
+            ep.close()
+        rep = second["report"]
+        if rep["status"] != "succeeded":
+            raise RuntimeError(f"resume at {frac}: {rep.get('errors')}")
+        resumed = sum(f["resumed_from_offset"] for e in rep["exports"] for f in e["files"])
+        out.append({"fraction": frac, "checkpoint_offset": offset, "resumed_from_offset": resumed,
+                    "first_status": first["report"]["status"],
+                    "first_write_s": rep["latency"]["first_write_seconds"], "wall": second["wall"],
+                    "cpu": second["cpu"], "items_this_run": rep["totals"]["items_this_run"]})
+        log(f"resume at {frac}: {out[-1]}")
+    return out
+
+
+def machine():
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    rustc = subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout.strip()
+    return {"cpu": cpu, "cores": os.cpu_count(), "mem_gib": round(mem, 1), "os": platform.platform(),
+            "rustc": rustc}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes, one run: checks the suite works")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--work", type=Path, default=ROOT / "target" / "bench")
+    ap.add_argument("--out", type=Path, default=ROOT / "target" / "bench" / "results.json")
+    ap.add_argument("--only", default="", help="comma-separated: e2e,big,capped,resume")
+    args = ap.parse_args()
+    if args.quick:
+        args.runs = 1
+    only = set(filter(None, args.only.split(",")))
+    want = lambda part: not only or part in only
+    args.work.mkdir(parents=True, exist_ok=True)
+    scale = 0.02 if args.quick else 1.0
+    n = lambda x: max(1000, int(x * scale))
+    results = {"machine": machine(), "quick": args.quick, "runs": args.runs}
+
+    if want("e2e"):
+        ds = generate(args.work, "multi", n(1_000_000), 8, 11)
+        ds["decompressed"] = decompressed_size(ds["data"])
+        floor = gzip_floor(ds, args.runs)
+        e2e = end_to_end(args, args.work, ds, "8 files, default settings")
+        one = end_to_end(args, args.work, ds, "8 files, one core", cpu=0)
+        results["e2e"] = {"dataset": {k: v for k, v in ds.items() if k != "data"}, "gzip": floor,
+                          "restore": e2e, "restore_one_core": one,
+                          "cpu_ratio": e2e["cpu"] / floor["cpu"]}
+    if want("big"):
+        ds = generate(args.work, "big", n(3_400_000), 1, 12)
+        ds["decompressed"] = decompressed_size(ds["data"])
+        floor = gzip_floor(ds, args.runs)
+        big = end_to_end(args, args.work, ds, "one big file")
+        results["big"] = {"dataset": {k: v for k, v in ds.items() if k != "data"}, "gzip": floor,
+                          "restore": big, "wall_ratio": big["wall"] / floor["wall"],
+                          "cpu_ratio": big["cpu"] / floor["cpu"]}
+        if want("resume") or not only:
+            results["resume"] = resume_cost(args, args.work, ds, [0.25, 0.5, 0.75])
+    if want("capped"):
+        results["capped"] = []
+        for wcu, items in ((5000, n(300_000)), (20000, n(1_200_000))):
+            ds = generate(args.work, f"capped{wcu}", items, 8, 13)
+            for adaptive in (True, False):
+                results["capped"].append(capped(args, args.work, ds, wcu, adaptive))
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2))
+    print(summary(results))
+
+
+def summary(r):
+    lines = [f"Machine: {r['machine']}", ""]
+    if "e2e" in r:
+        e = r["e2e"]
+        lines += [
+            f"End to end ({e['dataset']['items']:,} items, {e['dataset']['decompressed'] / 1e6:.0f} MB "
+            f"decompressed, {e['dataset']['compressed'] / 1e6:.0f} MB gz):",
+            f"  gzip -dc one core: {e['gzip']['cpu']:.2f} s CPU",
+            f"  restore: {e['restore']['cpu']:.2f} s CPU ({e['cpu_ratio']:.2f}x gzip), {e['restore']['wall']:.2f} s "
+            f"wall, {e['restore']['items_per_cpu_s']:,.0f} items/s and {e['restore']['mb_per_cpu_s']:.0f} MB/s "
+            f"per core, first write {e['restore']['first_write_s']:.3f} s, peak RSS {e['restore']['rss_mb']:.0f} MB",
+            f"  restore on one core: {e['restore_one_core']['wall']:.2f} s wall, "
+            f"{e['restore_one_core']['cpu']:.2f} s CPU",
+        ]
+    if "big" in r:
+        b = r["big"]
+        lines += [
+            f"One file ({b['dataset']['decompressed'] / 1e9:.2f} GB decompressed):",
+            f"  gzip -dc: {b['gzip']['wall']:.2f} s wall; restore {b['restore']['wall']:.2f} s wall "
+            f"({b['wall_ratio']:.2f}x), {b['restore']['cpu']:.2f} s CPU ({b['cpu_ratio']:.2f}x), "
+            f"peak RSS {b['restore']['rss_mb']:.0f} MB",
+        ]
+    for c in r.get("capped", []):
+        lines.append(
+            f"Capped {c['wcu']} WCU/s {'adaptive' if c['adaptive'] else 'fixed   '}: {c['fraction']:.3f} of cap, "
+            f"{c['calls_per_25']:.3f} calls per 25 items, p99 batch wait {c['p99_wait_ms']:.0f} ms")
+    for x in r.get("resume", []):
+        lines.append(
+            f"Resume from {x['resumed_from_offset'] / 1e6:.0f} MB ({x['fraction']:.0%}): first write after "
+            f"{x['first_write_s']:.2f} s, {x['wall']:.2f} s wall, {x['cpu']:.2f} s CPU")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
