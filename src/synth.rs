@@ -19,6 +19,7 @@ use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::{Engine as _, engine::general_purpose::STANDARD};
@@ -194,9 +195,114 @@ impl Default for IncrementalSpec {
     }
 }
 
+/// How big ordinary items (all but the near-400 KB ones) are, in bytes of [`item_size`].
+///
+/// Every distribution other than [`ItemSize::Default`] draws a target per item version and
+/// hits it exactly with a [`PAD_ATTR`] string of random words on top of the item's usual
+/// attributes, so every attribute type still occurs. An item already over its target first
+/// loses random attributes (never its keys, and never those of id 0, which carries every type);
+/// only keys longer than the target (generated string keys reach about 1 KB each) leave an
+/// item above it.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum ItemSize {
+    /// No padding: whatever the random attributes come to (about 600 bytes of JSON, median
+    /// [`item_size`] about 300). Byte for byte the output from before sizes were configurable,
+    /// which fixtures and recorded benchmarks rely on.
+    #[default]
+    Default,
+    /// Every item this size.
+    Fixed(u64),
+    /// Uniform over `min..=max`.
+    Uniform { min: u64, max: u64 },
+    /// Log-normal with the given median and σ of the size's natural logarithm; draws above
+    /// [`BIG_ITEM_MAX`] are clamped to it, keeping items under the DynamoDB limit. The draw
+    /// uses the platform's `ln`/`exp`/`cos`, so across platforms a size could differ by a byte
+    /// where their last bits straddle a rounding boundary; on one platform it is repeatable.
+    LogNormal { median: u64, sigma: f64 },
+}
+
+/// The forms [`ItemSize`] parses from, for error messages.
+const ITEM_SIZE_FORMS: &str = "default, fixed:BYTES, uniform:MIN-MAX or lognormal:MEDIAN,SIGMA";
+
+impl ItemSize {
+    fn validate(&self) -> Result<(), String> {
+        let check = |bytes: u64| {
+            if bytes > BIG_ITEM_MAX {
+                Err(format!(
+                    "item size {bytes} is above {BIG_ITEM_MAX} bytes (DynamoDB's 400 KB item \
+                     limit less a margin)"
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        match *self {
+            Self::Default => Ok(()),
+            Self::Fixed(bytes) => check(bytes),
+            Self::Uniform { min, max } if min > max => Err(format!(
+                "uniform item size minimum {min} is above maximum {max}"
+            )),
+            Self::Uniform { max, .. } => check(max),
+            Self::LogNormal { median: 0, .. } => Err("log-normal median must be positive".into()),
+            Self::LogNormal { sigma, .. } if !(sigma.is_finite() && sigma >= 0.0) => Err(format!(
+                "log-normal sigma must be a finite number >= 0, not {sigma}"
+            )),
+            Self::LogNormal { median, .. } => check(median),
+        }
+    }
+
+    /// A target size, or `None` for [`ItemSize::Default`], which must not touch `rng`.
+    fn sample(&self, rng: &mut fastrand::Rng) -> Option<u64> {
+        match *self {
+            Self::Default => None,
+            Self::Fixed(bytes) => Some(bytes),
+            Self::Uniform { min, max } => Some(rng.u64(min..=max)),
+            Self::LogNormal { median, sigma } => {
+                // Box-Muller; 1 - f64() lies in (0, 1], so the logarithm is finite.
+                let radius = (-2.0 * (1.0 - rng.f64()).ln()).sqrt();
+                let normal = radius * (std::f64::consts::TAU * rng.f64()).cos();
+                let size = median as f64 * (sigma * normal).exp();
+                Some(size.round().min(BIG_ITEM_MAX as f64) as u64)
+            }
+        }
+    }
+}
+
+/// Parses `default`, `fixed:BYTES`, `uniform:MIN-MAX` or `lognormal:MEDIAN,SIGMA`, e.g.
+/// `lognormal:1000,1.0`; all sizes in bytes.
+impl FromStr for ItemSize {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let form_error = || format!("expected {ITEM_SIZE_FORMS}");
+        let bytes = |v: &str| v.trim().parse::<u64>().map_err(|_| form_error());
+        let size = match s.trim().split_once(':') {
+            None if s.trim() == "default" => Self::Default,
+            Some(("fixed", v)) => Self::Fixed(bytes(v)?),
+            Some(("uniform", v)) => {
+                let (min, max) = v.split_once('-').ok_or_else(form_error)?;
+                Self::Uniform {
+                    min: bytes(min)?,
+                    max: bytes(max)?,
+                }
+            }
+            Some(("lognormal", v)) => {
+                let (median, sigma) = v.split_once(',').ok_or_else(form_error)?;
+                Self::LogNormal {
+                    median: bytes(median)?,
+                    sigma: sigma.trim().parse().map_err(|_| form_error())?,
+                }
+            }
+            _ => return Err(form_error()),
+        };
+        size.validate()?;
+        Ok(size)
+    }
+}
+
 /// A FULL export followed by a chain of INCREMENTAL exports. Everything generated is a pure
 /// function of this spec, so the same spec gives byte-identical output.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct SynthSpec {
     pub seed: u64,
     pub table: String,
@@ -215,6 +321,8 @@ pub struct SynthSpec {
     pub incrementals: Vec<IncrementalSpec>,
     /// How many FULL items are near 400 KB (see [`BIG_ITEM_MIN`], [`BIG_ITEM_MAX`]).
     pub big_items: usize,
+    /// Size of all other items, in the FULL and the incrementals alike.
+    pub item_size: ItemSize,
     /// Data files with itemCount 0 added to every export, on top of the ones that happen to
     /// receive no item.
     pub empty_files: usize,
@@ -248,6 +356,7 @@ impl Default for SynthSpec {
             full_files: 3,
             incrementals: vec![IncrementalSpec::default(); 2],
             big_items: 1,
+            item_size: ItemSize::Default,
             empty_files: 1,
             gap: false,
             omit_full_export_type: false,
@@ -290,7 +399,7 @@ impl SynthSpec {
         if self.incremental_window < Duration::from_millis(1) {
             return fail("incremental window must be at least 1 ms");
         }
-        Ok(())
+        self.item_size.validate().map_err(SynthError::Spec)
     }
 }
 
@@ -1037,6 +1146,12 @@ struct ItemGen<'a> {
 const TAG_PK: u64 = 1;
 const TAG_SK: u64 = 2;
 const TAG_ITEM: u64 = 3;
+const TAG_SIZE: u64 = 4;
+
+/// Version counter of every generated item, kept when an item is trimmed to its size.
+const REV_ATTR: &str = "rev";
+/// String attribute that brings an item to the size drawn from [`ItemSize`].
+pub const PAD_ATTR: &str = "pad";
 
 impl ItemGen<'_> {
     fn rng(&self, parts: &[u64]) -> fastrand::Rng {
@@ -1077,11 +1192,56 @@ impl ItemGen<'_> {
                 put(&mut item, name, value);
             }
         }
-        put(&mut item, "rev", json!({"N": version.to_string()}));
+        put(&mut item, REV_ATTR, json!({"N": version.to_string()}));
         if self.big.contains(&id) {
             fill_big(&mut rng, &mut item);
+        } else {
+            // A stream of its own, so that sizing leaves the attributes as they were drawn.
+            let mut rng = self.rng(&[TAG_SIZE, id, version]);
+            if let Some(target) = self.spec.item_size.sample(&mut rng) {
+                self.fit(&mut rng, &mut item, id, target);
+            }
         }
         item
+    }
+
+    /// Brings `item` to exactly `target` bytes of [`item_size`] with a [`PAD_ATTR`] string.
+    /// An item already too big first loses random attributes: the smallest one whose removal
+    /// is enough, else the largest, so that as many as possible survive. Keys, `rev` and the
+    /// kitchen sink of id 0 stay; an item they alone make too big keeps its size.
+    fn fit(&self, rng: &mut fastrand::Rng, item: &mut Item, id: u64, target: u64) {
+        let spec = self.spec;
+        let removable = |name: &str| {
+            id != 0
+                && name != REV_ATTR
+                && name != spec.partition_key.name
+                && spec.sort_key.as_ref().is_none_or(|k| name != k.name)
+        };
+        let budget = target.saturating_sub(PAD_ATTR.len() as u64);
+        let mut size = item_size(item);
+        while size > budget {
+            let excess = size - budget;
+            let sizes = || {
+                item.iter()
+                    .filter(|(name, _)| removable(name))
+                    .map(|(name, value)| (name.len() as u64 + value_size(value), name))
+            };
+            let Some((freed, name)) = sizes()
+                .filter(|&(freed, _)| freed >= excess)
+                .min_by_key(|&(freed, _)| freed)
+                .or_else(|| sizes().max_by_key(|&(freed, _)| freed))
+            else {
+                return;
+            };
+            let name = name.clone();
+            item.remove(&name);
+            size -= freed;
+        }
+        put(
+            item,
+            PAD_ATTR,
+            json!({ "S": pad_text(rng, (budget - size) as usize) }),
+        );
     }
 
     fn change_line(&self, change: Change, ts: u64) -> io::Result<String> {
@@ -1342,6 +1502,30 @@ fn kitchen_sink(item: &mut Item) {
     ] {
         put(item, name, value);
     }
+}
+
+/// `len` bytes of random words. Plain ASCII needs no JSON escapes, so the padding weighs the
+/// same in a JSON line as in [`item_size`]; and words compress about as well as the rest of a
+/// generated item, so a size distribution changes the data's size, not what gzip makes of it
+/// (random bytes would, and would spend most of the generation time in deflate).
+fn pad_text(rng: &mut fastrand::Rng, len: usize) -> String {
+    #[rustfmt::skip]
+    const WORDS: [&str; 64] = [
+        "table", "item", "key", "value", "export", "restore", "stream", "shard", "region",
+        "account", "order", "customer", "price", "amount", "status", "pending", "shipped",
+        "delivered", "cancelled", "the", "a", "of", "and", "to", "in", "for", "with", "on", "at",
+        "by", "from", "user", "session", "event", "click", "page", "view", "device", "mobile",
+        "desktop", "error", "warning", "info", "request", "response", "latency", "timeout", "retry",
+        "batch", "write", "read", "capacity", "unit", "partition", "sort", "index", "global",
+        "local", "secondary", "primary", "update", "delete", "insert", "snapshot",
+    ];
+    let mut text = String::with_capacity(len + 10);
+    while text.len() < len {
+        text.push_str(WORDS[rng.usize(..WORDS.len())]);
+        text.push(' ');
+    }
+    text.truncate(len);
+    text
 }
 
 /// Pads `item` to a random size in [`BIG_ITEM_MIN`]..=[`BIG_ITEM_MAX`]: half random bytes
@@ -1735,9 +1919,14 @@ mod tests {
 
     #[test]
     fn same_seed_same_bytes() {
+        // Padded, so that sizing is covered too; the default is pinned by a recorded hash.
         let spec = SynthSpec {
             big_items: 0,
             incrementals: vec![IncrementalSpec::default(); 2],
+            item_size: ItemSize::LogNormal {
+                median: 1_000,
+                sigma: 1.0,
+            },
             ..small_spec()
         };
         let (a, b, c) = (
@@ -1751,6 +1940,37 @@ mod tests {
         assert_eq!(tree(a.path()), tree(b.path()));
         generate(c.path(), &SynthSpec { seed: 8, ..spec }).unwrap();
         assert_ne!(tree(a.path()), tree(c.path()));
+    }
+
+    /// MD5 over every file's relative path, length and bytes, in path order.
+    fn tree_md5(root: &Path) -> String {
+        let mut md5 = Md5::new();
+        for (path, bytes) in tree(root) {
+            md5.update(path.to_string_lossy().as_bytes());
+            md5.update((bytes.len() as u64).to_le_bytes());
+            md5.update(&bytes);
+        }
+        hex(&md5.finalize())
+    }
+
+    #[test]
+    fn default_item_size_output_is_unchanged() {
+        // Recorded with the generator as it was before item sizes became configurable: fixtures
+        // and benchmarks compare against generated chains, so the default must not drift.
+        let variant = SynthSpec {
+            view: OutputView::NewImage,
+            partition_key: KeyAttr::new("id", KeyType::N),
+            sort_key: Some(KeyAttr::new("ts", KeyType::B)),
+            ..small_spec()
+        };
+        for (spec, expected) in [
+            (small_spec(), "e30c263df6a3982eb8c42ddfe430b6ed"),
+            (variant, "1a26cccd28bdfb58b3ccc111eea9d942"),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            generate(dir.path(), &spec).unwrap();
+            assert_eq!(tree_md5(dir.path()), expected);
+        }
     }
 
     #[test]
@@ -1767,6 +1987,10 @@ mod tests {
             },
             SynthSpec {
                 incremental_window: Duration::ZERO,
+                ..SynthSpec::default()
+            },
+            SynthSpec {
+                item_size: ItemSize::Fixed(ITEM_SIZE_LIMIT),
                 ..SynthSpec::default()
             },
         ] {
@@ -1813,6 +2037,160 @@ mod tests {
             assert!((BIG_ITEM_MIN..=BIG_ITEM_MAX).contains(&size), "{size}");
         }
         assert!(item_size(&items.item(1, 0)) < 50_000);
+    }
+
+    /// [`item_size`] of versions 0 and 1 of ids `1..=n` under `spec`.
+    fn sizes(spec: &SynthSpec, n: u64) -> Vec<u64> {
+        let items = ItemGen {
+            spec,
+            big: HashSet::new(),
+        };
+        (1..=n)
+            .flat_map(|id| [(id, 0), (id, 1)])
+            .map(|(id, version)| item_size(&items.item(id, version)))
+            .collect()
+    }
+
+    #[test]
+    fn fixed_item_size_is_exact_and_the_chain_stays_valid() {
+        let spec = SynthSpec {
+            item_size: ItemSize::Fixed(2_500),
+            ..small_spec()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let out = generate(dir.path(), &spec).unwrap();
+        let checked = verify(dir.path(), &spec, &out);
+        let mut found = BTreeSet::new();
+        for item in &checked.values {
+            item.values().for_each(|v| descriptors(v, &mut found));
+            let size = item_size(item);
+            if item.contains_key("deep") {
+                // Id 0 keeps its kitchen sink, which alone is larger.
+                assert!(size > 2_500, "{size}");
+            } else if size < 100_000 {
+                assert_eq!(size, 2_500);
+                assert!(item.contains_key(PAD_ATTR));
+            }
+        }
+        assert_eq!(found.len(), 10, "{found:?}");
+    }
+
+    #[test]
+    fn small_fixed_item_size_trims_random_attributes() {
+        // Number keys are short, so every item can reach 200 bytes.
+        let spec = SynthSpec {
+            partition_key: KeyAttr::new("id", KeyType::N),
+            sort_key: Some(KeyAttr::new("ts", KeyType::N)),
+            item_size: ItemSize::Fixed(200),
+            ..SynthSpec::default()
+        };
+        assert!(sizes(&spec, 1_000).iter().all(|&size| size == 200));
+        let items = ItemGen {
+            spec: &spec,
+            big: HashSet::new(),
+        };
+        assert!(items.item(0, 0).contains_key("deep"));
+        // S keys reach about 1 KB each, which no target below that can shrink.
+        let string_keys = SynthSpec {
+            item_size: ItemSize::Fixed(200),
+            ..SynthSpec::default()
+        };
+        let drawn = sizes(&string_keys, 1_000);
+        let over = drawn.iter().filter(|&&size| size > 200).count();
+        assert!(over > 0 && over < drawn.len() / 5, "{over}");
+    }
+
+    #[test]
+    fn uniform_item_size_stays_in_bounds() {
+        let spec = SynthSpec {
+            item_size: ItemSize::Uniform {
+                min: 3_000,
+                max: 20_000,
+            },
+            ..SynthSpec::default()
+        };
+        let drawn = sizes(&spec, 1_000);
+        assert!(drawn.iter().all(|size| (3_000..=20_000).contains(size)));
+        assert!(*drawn.iter().min().unwrap() < 3_500);
+        assert!(*drawn.iter().max().unwrap() > 19_500);
+    }
+
+    #[test]
+    fn lognormal_item_size_has_its_median_and_stays_under_the_limit() {
+        let spec = SynthSpec {
+            item_size: ItemSize::LogNormal {
+                median: 4_000,
+                sigma: 1.0,
+            },
+            ..SynthSpec::default()
+        };
+        let mut drawn = sizes(&spec, 1_000);
+        drawn.sort_unstable();
+        let median = drawn[drawn.len() / 2];
+        assert!((3_600..=4_400).contains(&median), "{median}");
+        // About e^±1.28 (the 10th and 90th percentiles of σ = 1) around the median.
+        let (p10, p90) = (drawn[drawn.len() / 10], drawn[drawn.len() * 9 / 10]);
+        assert!((1_000..=1_400).contains(&p10), "{p10}");
+        assert!((12_000..=16_000).contains(&p90), "{p90}");
+
+        let wide = SynthSpec {
+            item_size: ItemSize::LogNormal {
+                median: 300_000,
+                sigma: 2.0,
+            },
+            ..spec
+        };
+        let clamped = sizes(&wide, 50);
+        assert!(clamped.iter().all(|&size| size <= BIG_ITEM_MAX));
+        assert!(clamped.contains(&BIG_ITEM_MAX));
+    }
+
+    #[test]
+    fn item_size_parses_every_form_and_explains_errors() {
+        for (text, size) in [
+            ("default", ItemSize::Default),
+            ("fixed:1024", ItemSize::Fixed(1024)),
+            (
+                "uniform:100-2000",
+                ItemSize::Uniform {
+                    min: 100,
+                    max: 2000,
+                },
+            ),
+            (
+                "lognormal:1000,1.0",
+                ItemSize::LogNormal {
+                    median: 1000,
+                    sigma: 1.0,
+                },
+            ),
+        ] {
+            assert_eq!(text.parse::<ItemSize>(), Ok(size), "{text}");
+        }
+        for text in [
+            "",
+            "fixed",
+            "fixed:",
+            "fixed:-1",
+            "fixed:1k",
+            "uniform:5",
+            "lognormal:1000",
+            "lognormal:1000,x",
+            "normal:5,1",
+        ] {
+            let err = text.parse::<ItemSize>().unwrap_err();
+            assert!(err.contains(ITEM_SIZE_FORMS), "{text}: {err}");
+        }
+        for (text, message) in [
+            ("fixed:400000", "above 399000 bytes"),
+            ("uniform:10-5", "minimum 10 is above maximum 5"),
+            ("lognormal:0,1", "median must be positive"),
+            ("lognormal:100,-1", "sigma must be"),
+            ("lognormal:100,NaN", "sigma must be"),
+        ] {
+            let err = text.parse::<ItemSize>().unwrap_err();
+            assert!(err.contains(message), "{text}: {err}");
+        }
     }
 
     #[test]

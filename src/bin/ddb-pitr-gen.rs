@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::str::FromStr;
 
 use clap::{Parser, ValueEnum};
 use ddb_pitr::synth;
@@ -30,6 +31,16 @@ struct Args {
     /// Near-400 KB items in the FULL export.
     #[arg(long, default_value_t = 1)]
     big_items: usize,
+    /// Size of all other items, by DynamoDB's item size rules: default (unpadded, about 600
+    /// bytes of JSON), fixed:BYTES, uniform:MIN-MAX or lognormal:MEDIAN,SIGMA (e.g.
+    /// lognormal:1000,1.0). Sizes are in bytes, at most 399000.
+    #[arg(
+        long,
+        value_name = "DIST",
+        default_value = "default",
+        value_parser = synth::ItemSize::from_str
+    )]
+    item_size: synth::ItemSize,
     #[arg(long, value_enum, ignore_case = true, default_value = "NEW_AND_OLD")]
     view: View,
     /// Start the first incremental one minute after the FULL export time.
@@ -115,6 +126,7 @@ fn spec(args: Args) -> synth::SynthSpec {
         full_files: args.files,
         incrementals: vec![incremental; args.incrementals],
         big_items: args.big_items,
+        item_size: args.item_size,
         gap: args.gap,
         write_expected: !args.no_expected,
         ..synth::SynthSpec::default()
