@@ -97,7 +97,9 @@ pub struct FileOutcome {
     pub compressed_bytes: u64,
 }
 
-struct Batch {
+/// One BatchWriteItem call's worth of requests, cut by [`Batcher`].
+#[doc(hidden)]
+pub struct Batch {
     requests: Vec<WriteRequest>,
     /// (line number, offset) of each request, for error messages.
     lines: Vec<(u64, u64)>,
@@ -669,7 +671,11 @@ impl Decoder {
 /// Cuts batches of at most `max` requests and [`MAX_BATCH_BYTES`], never with two writes to one key
 /// (BatchWriteItem rejects that), and marks a batch as a barrier when it writes a key that a batch possibly
 /// still in flight also writes, so the two writes reach DynamoDB in file order.
-struct Batcher {
+///
+/// Public, but hidden from the docs, only so that `benches/hot_path.rs` can measure it; it is not part of
+/// the library's interface.
+#[doc(hidden)]
+pub struct Batcher {
     max: usize,
     requests: Vec<WriteRequest>,
     lines: Vec<(u64, u64)>,
@@ -682,7 +688,7 @@ struct Batcher {
 }
 
 impl Batcher {
-    fn new(max: usize, recent_cap: usize) -> Self {
+    pub fn new(max: usize, recent_cap: usize) -> Self {
         Batcher {
             max,
             requests: Vec::with_capacity(max),
@@ -697,7 +703,7 @@ impl Batcher {
     }
 
     /// Adds a request whose line is `len` bytes; returns a batch that had to be cut first, if any.
-    fn add(
+    pub fn add(
         &mut self,
         request: WriteRequest,
         key: u64,
@@ -724,7 +730,7 @@ impl Batcher {
         cut
     }
 
-    fn cut(&mut self) -> Option<Batch> {
+    pub fn cut(&mut self) -> Option<Batch> {
         if self.requests.is_empty() {
             return None;
         }

@@ -1,0 +1,460 @@
+//! Criterion benchmarks of a restore's hot path: what happens to every byte of a data file between the
+//! ranged GETs and the BatchWriteItem call.
+//!
+//! Groups, each run on a FULL and an INCREMENTAL data file:
+//! - `gunzip`: the `MultiGzDecoder` behind the engine's 256 KiB `BufReader`, into a sink;
+//! - `line_split`: the engine's bounded `read_until` over the decompressed bytes;
+//! - `decode`: [`decode_line`] alone, then with [`KeySchema::check`] and [`KeySchema::key_hash`];
+//! - `batch_build`: [`to_request`] and the engine's [`Batcher`], then the SDK's own work per batch through
+//!   [`DynamoWriter`] with no network: serialization only, and a whole call answered in process;
+//! - `end_to_end_decode`: [`Engine::process_file`] as a dry run over the gzip object in memory (ranged
+//!   parts, MD5, gunzip, split, decode, key check, batches), i.e. the whole blocking stage.
+//!
+//! Every group reports throughput in *decompressed* bytes (plus lines or items where they mean something),
+//! so the groups add up and compare with each other. The input comes from [`ddb_pitr::synth::generate`], the
+//! generator behind the tests and `ddb-pitr-gen`: every attribute type, hostile strings, nested values and a
+//! few near-400 KB items. It is generated once per run and held in memory.
+//!
+//! `cargo bench --bench hot_path` runs everything; add `-- --quick` for a fast pass, or a filter such as
+//! `-- decode`. `cargo test --benches` runs each benchmark once.
+
+use std::hint::black_box;
+use std::io::{self, BufRead, BufReader, Read};
+use std::ops::Range;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::WriteRequest;
+use aws_smithy_mocks::{RuleMode, mock, mock_client};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+use bytes::Bytes;
+use criterion::measurement::WallTime;
+use criterion::{
+    BatchSize, BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group,
+    criterion_main,
+};
+use ddb_pitr::checkpoint::FilePosition;
+use ddb_pitr::decode::{WriteOp, decode_line};
+use ddb_pitr::engine::{Batcher, Engine, FileRef, MAX_BATCH_SIZE, MAX_LINE_BYTES, Settings};
+use ddb_pitr::manifest::{DataFile, ExportType};
+use ddb_pitr::source::{ObjectInfo, ObjectReader};
+use ddb_pitr::synth::{self, IncrementalSpec, SynthSpec};
+use ddb_pitr::table::{KeyAttr, KeySchema, KeyType};
+use ddb_pitr::write::{BatchWriter, DynamoWriter, to_request};
+use flate2::read::MultiGzDecoder;
+use futures::future::BoxFuture;
+use tokio_util::sync::CancellationToken;
+
+/// The engine's read buffer in front of the gzip decoder (`Decoder::run` in `src/engine.rs`).
+const READ_BUFFER: usize = 256 * 1024;
+
+/// Batches the engine remembers for its ordering barriers with the default settings: `2 × inflight + 1`
+/// (`Engine::process` in `src/engine.rs`). It bounds how many key sets each [`Batcher::add`] looks at.
+fn recent_batches() -> usize {
+    2 * Settings::default().inflight_batches + 1
+}
+
+/// One generated data file, and everything derived from it that the groups take as input.
+struct Dataset {
+    name: &'static str,
+    export_id: String,
+    export_type: ExportType,
+    file: DataFile,
+    key: KeySchema,
+    gz: Bytes,
+    raw: Vec<u8>,
+    /// Each line of `raw`, newline included.
+    lines: Vec<Range<usize>>,
+    /// The decoded lines, for the stages after decoding.
+    ops: Vec<WriteOp>,
+    /// [`KeySchema::key_hash`] of each op.
+    key_hashes: Vec<u64>,
+}
+
+impl Dataset {
+    /// Each line's text as the engine hands it to [`decode_line`]: without its newline.
+    fn texts(&self) -> impl Iterator<Item = &[u8]> {
+        self.lines.iter().map(|r| &self.raw[r.start..r.end - 1])
+    }
+
+    fn bytes(&self) -> Throughput {
+        Throughput::Bytes(self.raw.len() as u64)
+    }
+
+    fn lines_and_bytes(&self) -> Throughput {
+        Throughput::ElementsAndBytes {
+            elements: self.lines.len() as u64,
+            bytes: self.raw.len() as u64,
+        }
+    }
+
+    /// `to_request` of every op, cut 25 at a time. For synthetic exports these are exactly the batches the
+    /// engine cuts: no export writes a key twice, and 25 items are far below the 16 MB limit.
+    fn request_batches(&self) -> Vec<Vec<WriteRequest>> {
+        self.ops
+            .chunks(MAX_BATCH_SIZE)
+            .map(|ops| ops.iter().cloned().map(to_request).collect())
+            .collect()
+    }
+}
+
+/// A FULL export of 40,000 items (27 MB decompressed) and an INCREMENTAL export of 25,000 changes over it
+/// (inserts, updates with both images, deletes; 32 MB), each in one data file. Generation is deterministic,
+/// so every run measures the same bytes.
+static DATASETS: LazyLock<[Dataset; 2]> = LazyLock::new(|| {
+    const FULL_ITEMS: usize = 40_000;
+    let spec = SynthSpec {
+        seed: 7,
+        full_items: FULL_ITEMS,
+        full_files: 1,
+        big_items: 4,
+        incrementals: vec![IncrementalSpec {
+            files: 1,
+            inserts: FULL_ITEMS / 4,
+            updates: FULL_ITEMS / 4,
+            deletes: FULL_ITEMS / 8,
+            big_inserts: 2,
+        }],
+        empty_files: 0,
+        write_expected: false,
+        ..SynthSpec::default()
+    };
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let out = synth::generate(dir.path(), &spec).expect("synthetic export");
+    let key = KeySchema {
+        attrs: [Some(&spec.partition_key), spec.sort_key.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(|k| KeyAttr {
+                name: k.name.clone(),
+                ty: match k.key_type {
+                    synth::KeyType::S => KeyType::S,
+                    synth::KeyType::N => KeyType::N,
+                    synth::KeyType::B => KeyType::B,
+                },
+            })
+            .collect(),
+    };
+    let [full, incremental] = &out.exports[..] else {
+        panic!("one FULL and one INCREMENTAL export");
+    };
+    [
+        ("full", ExportType::Full, full),
+        ("incremental", ExportType::Incremental, incremental),
+    ]
+    .map(|(name, export_type, export)| {
+        let [file] = &export.files[..] else {
+            panic!("one data file per export");
+        };
+        let gz = std::fs::read(dir.path().join(&file.key)).expect("generated data file");
+        let mut raw = Vec::new();
+        MultiGzDecoder::new(&gz[..])
+            .read_to_end(&mut raw)
+            .expect("generated gzip");
+        let mut lines = Vec::with_capacity(file.item_count as usize);
+        let mut start = 0;
+        for line in raw.split_inclusive(|&b| b == b'\n') {
+            lines.push(start..start + line.len());
+            start += line.len();
+        }
+        let mut d = Dataset {
+            name,
+            export_id: export.export_id.clone(),
+            export_type,
+            file: DataFile {
+                key: file.key.clone(),
+                item_count: file.item_count,
+                md5: file.md5.clone(),
+            },
+            key: key.clone(),
+            gz: gz.into(),
+            raw,
+            lines,
+            ops: vec![],
+            key_hashes: vec![],
+        };
+        d.ops = d
+            .texts()
+            .map(|t| decode_line(t, export_type).expect("generated line decodes"))
+            .collect();
+        d.key_hashes = d.ops.iter().map(|op| d.key.key_hash(op.item())).collect();
+        eprintln!(
+            "{name}: {} lines, {:.1} MB decompressed, {:.1} MB gzip",
+            d.lines.len(),
+            d.raw.len() as f64 / 1e6,
+            d.gz.len() as f64 / 1e6
+        );
+        d
+    })
+});
+
+/// Every iteration takes from tens to hundreds of milliseconds: ten flat samples are plenty.
+fn group<'a>(c: &'a mut Criterion, name: &str) -> BenchmarkGroup<'a, WallTime> {
+    let mut g = c.benchmark_group(name);
+    g.sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .measurement_time(Duration::from_secs(8));
+    g
+}
+
+fn gunzip(c: &mut Criterion) {
+    let mut g = group(c, "gunzip");
+    for d in DATASETS.iter() {
+        g.throughput(d.bytes());
+        g.bench_function(d.name, |b| {
+            b.iter(|| {
+                let mut reader =
+                    BufReader::with_capacity(READ_BUFFER, MultiGzDecoder::new(&d.gz[..]));
+                io::copy(&mut reader, &mut io::sink()).expect("gunzip")
+            })
+        });
+    }
+}
+
+fn line_split(c: &mut Criterion) {
+    let mut g = group(c, "line_split");
+    for d in DATASETS.iter() {
+        g.throughput(d.lines_and_bytes());
+        g.bench_function(d.name, |b| {
+            b.iter(|| {
+                // As `Decoder::run` reads lines: a bounded `read_until` into one reused buffer.
+                let mut reader = BufReader::with_capacity(READ_BUFFER, &d.raw[..]);
+                let mut buf = Vec::with_capacity(64 * 1024);
+                let mut lines = 0u64;
+                loop {
+                    buf.clear();
+                    let n = Read::take(&mut reader, MAX_LINE_BYTES + 1)
+                        .read_until(b'\n', &mut buf)
+                        .expect("in memory");
+                    if n == 0 {
+                        break lines;
+                    }
+                    lines += 1;
+                }
+            })
+        });
+    }
+}
+
+fn decode(c: &mut Criterion) {
+    let mut g = group(c, "decode");
+    for d in DATASETS.iter() {
+        g.throughput(d.lines_and_bytes());
+        // The decoded ops are returned, so that freeing them is not timed: the engine frees them after the
+        // write, on another thread.
+        g.bench_function(BenchmarkId::new("decode_line", d.name), |b| {
+            b.iter_batched(
+                || Vec::with_capacity(d.lines.len()),
+                |mut ops| {
+                    for text in d.texts() {
+                        ops.push(decode_line(text, d.export_type).expect("decodes"));
+                    }
+                    ops
+                },
+                BatchSize::PerIteration,
+            )
+        });
+        g.bench_function(BenchmarkId::new("decode_line+key", d.name), |b| {
+            b.iter_batched(
+                || Vec::with_capacity(d.lines.len()),
+                |mut ops| {
+                    for text in d.texts() {
+                        let op = decode_line(text, d.export_type).expect("decodes");
+                        d.key.check(&op).expect("carries the key");
+                        ops.push((d.key.key_hash(op.item()), op));
+                    }
+                    ops
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
+}
+
+/// Ends every BatchWriteItem call right after the SDK serialized the request, before it is signed and sent.
+#[derive(Debug)]
+struct StopAfterSerialization;
+
+impl Intercept for StopAfterSerialization {
+    fn name(&self) -> &'static str {
+        "StopAfterSerialization"
+    }
+
+    fn read_after_serialization(
+        &self,
+        _: &BeforeTransmitInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        Err("stopped after serialization".into())
+    }
+}
+
+/// aws-sdk-dynamodb keeps its serializers private (`protocol_serde` is `pub(crate)`), so the SDK's work is
+/// measured through the production [`DynamoWriter`] over a test client (test credentials, fixed region)
+/// whose HTTP layer is [`aws_smithy_mocks`]': `serialize` stops each call after serialization (the request
+/// input is built, validated and turned into the JSON body), `send` answers each call in process with
+/// `200 {}` (serialization, endpoint, SigV4 signing incl. the body's SHA-256, response parsing).
+fn sdk_writers() -> [(&'static str, DynamoWriter); 2] {
+    let serialize = Client::from_conf(
+        aws_sdk_dynamodb::Config::builder()
+            .with_test_defaults_v2()
+            .http_client(aws_smithy_mocks::create_mock_http_client())
+            .interceptor(StopAfterSerialization)
+            .build(),
+    );
+    let ok = mock!(Client::batch_write_item)
+        .sequence()
+        .http_status(200, Some("{}".into()))
+        .repeatedly()
+        .build();
+    let send = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, &[&ok]);
+    [
+        ("serialize", DynamoWriter::new(&serialize)),
+        ("send", DynamoWriter::new(&send)),
+    ]
+}
+
+fn batch_build(c: &mut Criterion) {
+    // The SDK's timeouts need the timer.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let writers = sdk_writers();
+    let mut g = group(c, "batch_build");
+    for d in DATASETS.iter() {
+        g.throughput(d.lines_and_bytes());
+        g.bench_function(BenchmarkId::new("to_request+batcher", d.name), |b| {
+            b.iter_batched(
+                || d.ops.clone(),
+                |ops| {
+                    let mut batcher = Batcher::new(MAX_BATCH_SIZE, recent_batches());
+                    let mut batches = Vec::with_capacity(ops.len() / MAX_BATCH_SIZE + 1);
+                    let mut position = FilePosition::default();
+                    for ((op, &key_hash), range) in ops.into_iter().zip(&d.key_hashes).zip(&d.lines)
+                    {
+                        position.offset = range.end as u64;
+                        position.lines += 1;
+                        let line = (position.lines, range.start as u64);
+                        batches.extend(batcher.add(
+                            to_request(op),
+                            key_hash,
+                            line,
+                            range.len(),
+                            position,
+                        ));
+                    }
+                    batches.extend(batcher.cut());
+                    batches
+                },
+                BatchSize::PerIteration,
+            )
+        });
+
+        let table = "synth";
+        for (name, writer) in &writers {
+            let first = d.ops[..MAX_BATCH_SIZE]
+                .iter()
+                .cloned()
+                .map(to_request)
+                .collect();
+            let check = rt.block_on(writer.write_batch(table, first));
+            assert_eq!(check.is_ok(), *name == "send", "{name}: {check:?}");
+            g.bench_function(BenchmarkId::new(format!("sdk_{name}"), d.name), |b| {
+                b.iter_batched(
+                    || d.request_batches(),
+                    |batches| {
+                        rt.block_on(async {
+                            for batch in batches {
+                                black_box(writer.write_batch(table, batch).await).ok();
+                            }
+                        })
+                    },
+                    BatchSize::PerIteration,
+                )
+            });
+        }
+    }
+}
+
+/// One gzip object served from memory.
+struct InMemory(Bytes);
+
+impl ObjectReader for InMemory {
+    fn get<'a>(&'a self, _: &'a str, _: &'a str) -> BoxFuture<'a, ddb_pitr::Result<Option<Bytes>>> {
+        Box::pin(async { Ok(Some(self.0.clone())) })
+    }
+
+    fn head<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a str,
+    ) -> BoxFuture<'a, ddb_pitr::Result<Option<ObjectInfo>>> {
+        let size = self.0.len() as u64;
+        Box::pin(async move { Ok(Some(ObjectInfo { size, etag: None })) })
+    }
+
+    fn get_range<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a str,
+        range: Range<u64>,
+        _: Option<&'a str>,
+    ) -> BoxFuture<'a, ddb_pitr::Result<Bytes>> {
+        Box::pin(async move { Ok(self.0.slice(range.start as usize..range.end as usize)) })
+    }
+}
+
+fn end_to_end_decode(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let mut g = group(c, "end_to_end_decode");
+    for d in DATASETS.iter() {
+        // A dry run (no writer): every batch is cut and acknowledged at once, nothing is sent.
+        let engine = Engine {
+            objects: Arc::new(InMemory(d.gz.clone())),
+            writer: None,
+            table: "synth".into(),
+            key: d.key.clone(),
+            settings: Settings::default(),
+            stats: Arc::default(),
+        };
+        let file = FileRef {
+            export_id: &d.export_id,
+            export_type: d.export_type,
+            bucket: "synth-bucket",
+            file: &d.file,
+        };
+        g.throughput(d.lines_and_bytes());
+        g.bench_function(d.name, |b| {
+            b.iter(|| {
+                let (progress, _) = tokio::sync::watch::channel(FilePosition::default());
+                let outcome = rt
+                    .block_on(engine.process_file(
+                        file,
+                        FilePosition::default(),
+                        &progress,
+                        &CancellationToken::new(),
+                    ))
+                    .expect("restores");
+                assert!(outcome.complete, "the whole file was read and verified");
+                outcome
+            })
+        });
+    }
+}
+
+criterion_group!(
+    benches,
+    gunzip,
+    line_split,
+    decode,
+    batch_build,
+    end_to_end_decode
+);
+criterion_main!(benches);
