@@ -251,6 +251,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes, one run: checks the suite works")
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--scale", type=float, default=1.0, help="multiply every dataset's item count")
     ap.add_argument("--work", type=Path, default=ROOT / "target" / "bench")
     ap.add_argument("--out", type=Path, default=ROOT / "target" / "bench" / "results.json")
     ap.add_argument("--only", default="", help="comma-separated: e2e,big,capped,resume")
@@ -260,7 +261,7 @@ def main():
     only = set(filter(None, args.only.split(",")))
     want = lambda part: not only or part in only
     args.work.mkdir(parents=True, exist_ok=True)
-    scale = 0.02 if args.quick else 1.0
+    scale = 0.02 if args.quick else args.scale
     n = lambda x: max(1000, int(x * scale))
     results = {"machine": machine(), "quick": args.quick, "runs": args.runs}
 
