@@ -124,8 +124,6 @@ struct Cut {
     at: Instant,
     /// The capacity measured when the table last pushed back.
     w_max: f64,
-    /// Seconds from the cut until the cubic curve is back at `w_max`.
-    k: f64,
     /// The table pushed back on a batch sent during the holdoff.
     pushed_back: bool,
     /// The holdoff is over and was looked at ([`WcuLimiter::review`]).
@@ -139,7 +137,6 @@ impl Cut {
         Cut {
             at,
             w_max,
-            k: ((1.0 - BETA) / CUBIC_C).cbrt(),
             pushed_back: false,
             reviewed: false,
         }
@@ -147,8 +144,10 @@ impl Cut {
 
     fn rate(&self, now: Instant) -> f64 {
         let t = now.saturating_duration_since(self.at).as_secs_f64();
+        // Seconds from the cut until the curve is back at `w_max`.
+        let k = ((1.0 - BETA) / CUBIC_C).cbrt();
         // Past a minute the curve is far above any table; stop there rather than overflow.
-        let x = (t - self.k).min(60.0);
+        let x = (t - k).min(60.0);
         (self.w_max * (1.0 + CUBIC_C * x * x * x)).max(ADAPTIVE_FLOOR)
     }
 }
@@ -469,6 +468,38 @@ mod tests {
             .collect()
     }
 
+    /// Writes batches of 25 through `writer` from `tasks` concurrent tasks, each for as long as `more`
+    /// (given the batches that task has written) says.
+    async fn write_concurrently(
+        writer: Arc<LimitedWriter>,
+        stats: &Arc<WriteStats>,
+        tasks: usize,
+        more: impl Fn(usize) -> bool + Clone + Send + 'static,
+    ) {
+        let mut handles = Vec::new();
+        for _ in 0..tasks {
+            let (writer, stats, more) = (writer.clone(), stats.clone(), more.clone());
+            handles.push(tokio::spawn(async move {
+                let mut written = 0;
+                while more(written) {
+                    write_all(
+                        writer.as_ref(),
+                        "t",
+                        requests(25),
+                        &RetryPolicy::default(),
+                        &stats,
+                    )
+                    .await
+                    .unwrap();
+                    written += 1;
+                }
+            }));
+        }
+        for h in handles {
+            h.await.unwrap();
+        }
+    }
+
     /// Writes `batches` batches of 25 from `tasks` concurrent tasks under a cap of `rate`, and returns the
     /// virtual time it took and the consumed units.
     async fn drive(rate: f64, per_item: f64, tasks: usize, batches: usize) -> (Duration, f64) {
@@ -482,26 +513,8 @@ mod tests {
             limiter: Arc::new(WcuLimiter::new(rate)),
         });
         let stats = Arc::new(WriteStats::default());
-        let mut handles = Vec::new();
-        for _ in 0..tasks {
-            let (writer, stats) = (writer.clone(), stats.clone());
-            handles.push(tokio::spawn(async move {
-                for _ in 0..batches / tasks {
-                    write_all(
-                        writer.as_ref(),
-                        "t",
-                        requests(25),
-                        &RetryPolicy::default(),
-                        &stats,
-                    )
-                    .await
-                    .unwrap();
-                }
-            }));
-        }
-        for h in handles {
-            h.await.unwrap();
-        }
+        let per_task = batches / tasks;
+        write_concurrently(writer, &stats, tasks, move |written| written < per_task).await;
         let elapsed = metered.sent.lock().unwrap().last().unwrap().0;
         (elapsed, stats.snapshot().consumed_wcu)
     }
@@ -603,26 +616,7 @@ mod tests {
         });
         let stats = Arc::new(WriteStats::default());
         let started = Instant::now();
-        let mut handles = Vec::new();
-        for _ in 0..tasks {
-            let (writer, stats) = (writer.clone(), stats.clone());
-            handles.push(tokio::spawn(async move {
-                while started.elapsed() < run {
-                    write_all(
-                        writer.as_ref(),
-                        "t",
-                        requests(25),
-                        &RetryPolicy::default(),
-                        &stats,
-                    )
-                    .await
-                    .unwrap();
-                }
-            }));
-        }
-        for h in handles {
-            h.await.unwrap();
-        }
+        write_concurrently(writer, &stats, tasks, move |_| started.elapsed() < run).await;
         let accepted = bucket.accepted.lock().unwrap();
         let total: usize = accepted.iter().map(|(_, n)| n).sum();
         let late: usize = accepted
