@@ -55,11 +55,6 @@ class Endpoint:
             raise RuntimeError(f"ddb-bench-endpoint exited: {cmd}")
         self.url = json.loads(line)["endpoint"]
 
-    def stats(self):
-        import urllib.request
-        with urllib.request.urlopen(self.url + "/stats") as r:
-            return json.load(r)
-
     def close(self):
         self.proc.terminate()
         self.proc.wait()
@@ -187,45 +182,53 @@ def capped(args, work, dataset, wcu, adaptive=True):
 
 
 def checkpoint_offset(path):
+    """Decompressed bytes below the checkpoint, over every file (0 before the first checkpoint)."""
     try:
         ck = json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return 0
-    total = 0
-    for export in ck.get("exports", {}).values() if isinstance(ck.get("exports"), dict) else ck.get("exports", []):
-        files = export.get("files", {})
-        for f in files.values() if isinstance(files, dict) else files:
-            total += f.get("offset", f.get("position", {}).get("offset", 0)) or 0
-    return total
+    return sum(f["offset"] for e in ck["exports"] for f in e["files"].values())
 
 
 def resume_cost(args, work, dataset, fractions):
-    """Interrupts a restore once its checkpoint passes each fraction of the data, then resumes it."""
+    """Interrupts a restore once its checkpoint passes each fraction of the data, then resumes it.
+
+    The interrupted run writes into a capped endpoint, so that it lasts about ten seconds whatever the
+    size and the interrupt lands where asked; the resumed run writes into the unlimited one.
+    """
     out = []
     size = dataset["decompressed"]
+    wcu = max(1000, dataset["items"] * 2 // 10)
+    flags = ["--checkpoint-interval", "200ms"]
     for frac in fractions:
         ckpt = work / f"resume-{frac}.json"
         ckpt.unlink(missing_ok=True)
-        ep = Endpoint(work / "s3")
+
+        def interrupt_at(proc):
+            while proc.poll() is None:
+                if checkpoint_offset(ckpt) >= frac * size:
+                    # `proc` is /usr/bin/time, which ignores SIGINT while it waits: signal the restore.
+                    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+                    os.kill(int(children[0]), signal.SIGINT)
+                    return
+                time.sleep(0.05)
+
+        capped_ep, ep = Endpoint(work / "s3", wcu=wcu), Endpoint(work / "s3")
         try:
-            def interrupt_at(proc):
-                while proc.poll() is None:
-                    if checkpoint_offset(ckpt) >= frac * size:
-                        proc.send_signal(signal.SIGINT)
-                        return
-                    time.sleep(0.05)
-            first = restore(ep, dataset, work, ["--checkpoint-interval", "200ms"], resume=ckpt,
-                            on_start=interrupt_at)
+            first = restore(capped_ep, dataset, work, flags, resume=ckpt, on_start=interrupt_at)
             offset = checkpoint_offset(ckpt)
-            second = restore(ep, dataset, work, ["--checkpoint-interval", "200ms"], resume=ckpt)
+            second = restore(ep, dataset, work, flags, resume=ckpt)
         finally:
+            capped_ep.close()
             ep.close()
+        if first["report"]["status"] != "interrupted":
+            raise RuntimeError(f"resume at {frac}: the first run was not interrupted "
+                               f"({first['report']['status']}), so there is nothing to resume")
         rep = second["report"]
         if rep["status"] != "succeeded":
             raise RuntimeError(f"resume at {frac}: {rep.get('errors')}")
         resumed = sum(f["resumed_from_offset"] for e in rep["exports"] for f in e["files"])
         out.append({"fraction": frac, "checkpoint_offset": offset, "resumed_from_offset": resumed,
-                    "first_status": first["report"]["status"],
                     "first_write_s": rep["latency"]["first_write_seconds"], "wall": second["wall"],
                     "cpu": second["cpu"], "items_this_run": rep["totals"]["items_this_run"]})
         log(f"resume at {frac}: {out[-1]}")
