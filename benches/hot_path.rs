@@ -4,9 +4,12 @@
 //! Groups, each run on a FULL and an INCREMENTAL data file:
 //! - `gunzip`: the `MultiGzDecoder` behind the engine's 256 KiB `BufReader`, into a sink;
 //! - `line_split`: the engine's bounded `read_until` over the decompressed bytes;
-//! - `decode`: [`decode_line`] alone, then with [`KeySchema::check`] and [`KeySchema::key_hash`];
-//! - `batch_build`: [`to_request`] and the engine's [`Batcher`], then the SDK's own work per batch through
-//!   [`DynamoWriter`] with no network: serialization only, and a whole call answered in process;
+//! - `decode`: [`scan_line`], which the engine runs on every line (checks it and finds the write in it, key
+//!   checked and hashed); for comparison, [`decode_line`] building the SDK's `AttributeValue` tree, alone and
+//!   with [`KeySchema::check`] and [`KeySchema::key_hash`] (the engine's path before `scan_line`);
+//! - `batch_build`: [`RawWrite`] and the engine's [`Batcher`], then the rest of a call per batch through
+//!   [`DynamoWriter`] with no network: building the body (and the SDK serialising its placeholder request),
+//!   and a whole call answered in process;
 //! - `end_to_end_decode`: [`Engine::process_file`] as a dry run over the gzip object in memory (ranged
 //!   parts, MD5, gunzip, split, decode, key check, batches), i.e. the whole blocking stage.
 //!
@@ -25,7 +28,6 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::WriteRequest;
 use aws_smithy_mocks::{RuleMode, mock, mock_client};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
@@ -39,13 +41,14 @@ use criterion::{
     criterion_main,
 };
 use ddb_pitr::checkpoint::FilePosition;
-use ddb_pitr::decode::{WriteOp, decode_line};
+use ddb_pitr::decode::{decode_line, scan_line};
 use ddb_pitr::engine::{Batcher, Engine, FileRef, MAX_BATCH_SIZE, MAX_LINE_BYTES, Settings};
 use ddb_pitr::manifest::{DataFile, ExportType};
 use ddb_pitr::source::{ObjectInfo, ObjectReader};
 use ddb_pitr::synth::{self, IncrementalSpec, SynthSpec};
 use ddb_pitr::table::{KeyAttr, KeySchema, KeyType};
-use ddb_pitr::write::{BatchWriter, DynamoWriter, to_request};
+use ddb_pitr::wire::RawWrite;
+use ddb_pitr::write::{BatchWriter, DynamoWriter};
 use flate2::read::MultiGzDecoder;
 use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
@@ -70,14 +73,14 @@ struct Dataset {
     raw: Vec<u8>,
     /// Each line of `raw`, newline included.
     lines: Vec<Range<usize>>,
-    /// The decoded lines, for the stages after decoding.
-    ops: Vec<WriteOp>,
-    /// [`KeySchema::key_hash`] of each op.
+    /// The lines' writes, for the stages after decoding.
+    writes: Vec<RawWrite>,
+    /// The key hash of each write.
     key_hashes: Vec<u64>,
 }
 
 impl Dataset {
-    /// Each line's text as the engine hands it to [`decode_line`]: without its newline.
+    /// Each line's text as the engine hands it to [`scan_line`]: without its newline.
     fn texts(&self) -> impl Iterator<Item = &[u8]> {
         self.lines.iter().map(|r| &self.raw[r.start..r.end - 1])
     }
@@ -93,13 +96,10 @@ impl Dataset {
         }
     }
 
-    /// `to_request` of every op, cut 25 at a time. For synthetic exports these are exactly the batches the
-    /// engine cuts: no export writes a key twice, and 25 items are far below the 16 MB limit.
-    fn request_batches(&self) -> Vec<Vec<WriteRequest>> {
-        self.ops
-            .chunks(MAX_BATCH_SIZE)
-            .map(|ops| ops.iter().cloned().map(to_request).collect())
-            .collect()
+    /// The writes, 25 at a time. For synthetic exports these are exactly the batches the engine cuts: no
+    /// export writes a key twice, and 25 items are far below the 16 MB limit.
+    fn request_batches(&self) -> impl Iterator<Item = &[RawWrite]> {
+        self.writes.chunks(MAX_BATCH_SIZE)
     }
 }
 
@@ -175,14 +175,17 @@ static DATASETS: LazyLock<[Dataset; 2]> = LazyLock::new(|| {
             gz: gz.into(),
             raw,
             lines,
-            ops: vec![],
+            writes: vec![],
             key_hashes: vec![],
         };
-        d.ops = d
+        let scanned: Vec<_> = d
             .texts()
-            .map(|t| decode_line(t, export_type).expect("generated line decodes"))
+            .map(|t| {
+                let s = scan_line(t, export_type, &d.key).expect("generated line is valid");
+                (RawWrite::new(s.delete, s.image), s.key_hash)
+            })
             .collect();
-        d.key_hashes = d.ops.iter().map(|op| d.key.key_hash(op.item())).collect();
+        (d.writes, d.key_hashes) = scanned.into_iter().unzip();
         eprintln!(
             "{name}: {} lines, {:.1} MB decompressed, {:.1} MB gzip",
             d.lines.len(),
@@ -245,7 +248,17 @@ fn decode(c: &mut Criterion) {
     let mut g = group(c, "decode");
     for d in DATASETS.iter() {
         g.throughput(d.lines_and_bytes());
-        // The decoded ops are returned, so that freeing them is not timed: the engine frees them after the
+        g.bench_function(BenchmarkId::new("scan_line", d.name), |b| {
+            b.iter(|| {
+                let mut hashes = 0u64;
+                for text in d.texts() {
+                    let s = scan_line(text, d.export_type, &d.key).expect("valid");
+                    hashes ^= s.key_hash ^ black_box(s.image.len()) as u64;
+                }
+                hashes
+            })
+        });
+        // The decoded ops are returned, so that freeing them is not timed: the engine freed them after the
         // write, on another thread.
         g.bench_function(BenchmarkId::new("decode_line", d.name), |b| {
             b.iter_batched(
@@ -330,20 +343,21 @@ fn batch_build(c: &mut Criterion) {
     let mut g = group(c, "batch_build");
     for d in DATASETS.iter() {
         g.throughput(d.lines_and_bytes());
-        g.bench_function(BenchmarkId::new("to_request+batcher", d.name), |b| {
+        g.bench_function(BenchmarkId::new("raw_write+batcher", d.name), |b| {
             b.iter_batched(
-                || d.ops.clone(),
-                |ops| {
+                || Vec::with_capacity(d.lines.len() / MAX_BATCH_SIZE + 1),
+                |mut batches| {
                     let mut batcher = Batcher::new(MAX_BATCH_SIZE, recent_batches());
-                    let mut batches = Vec::with_capacity(ops.len() / MAX_BATCH_SIZE + 1);
                     let mut position = FilePosition::default();
-                    for ((op, &key_hash), range) in ops.into_iter().zip(&d.key_hashes).zip(&d.lines)
+                    for ((write, &key_hash), range) in
+                        d.writes.iter().zip(&d.key_hashes).zip(&d.lines)
                     {
                         position.offset = range.end as u64;
                         position.lines += 1;
                         let line = (position.lines, range.start as u64);
                         batches.extend(batcher.add(
-                            to_request(op),
+                            write.is_delete(),
+                            write.item_json(),
                             key_hash,
                             line,
                             range.len(),
@@ -359,25 +373,17 @@ fn batch_build(c: &mut Criterion) {
 
         let table = "synth";
         for (name, writer) in &writers {
-            let first = d.ops[..MAX_BATCH_SIZE]
-                .iter()
-                .cloned()
-                .map(to_request)
-                .collect();
+            let first = &d.writes[..MAX_BATCH_SIZE];
             let check = rt.block_on(writer.write_batch(table, first));
             assert_eq!(check.is_ok(), *name == "send", "{name}: {check:?}");
             g.bench_function(BenchmarkId::new(format!("sdk_{name}"), d.name), |b| {
-                b.iter_batched(
-                    || d.request_batches(),
-                    |batches| {
-                        rt.block_on(async {
-                            for batch in batches {
-                                black_box(writer.write_batch(table, batch).await).ok();
-                            }
-                        })
-                    },
-                    BatchSize::PerIteration,
-                )
+                b.iter(|| {
+                    rt.block_on(async {
+                        for batch in d.request_batches() {
+                            black_box(writer.write_batch(table, batch).await).ok();
+                        }
+                    })
+                })
             });
         }
     }

@@ -81,8 +81,9 @@ def median(values):
 
 
 def generate(work, name, items, files, seed, item_size=None):
-    """One FULL export under s3://bench/<name>/; reused when it already exists."""
+    """One FULL export under s3://bench/<name>-<items>/; reused when it already exists."""
     out = work / "s3" / BUCKET
+    name = f"{name}-{items}"
     summaries = glob.glob(str(out / name / "AWSDynamoDB" / "*" / "manifest-summary.json"))
     if not summaries:
         cmd = [str(BIN / "ddb-pitr-gen"), "--out", str(out), "--items", str(items), "--files", str(files),

@@ -11,8 +11,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, PutRequest,
-    ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem, Update, WriteRequest,
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+    ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem, Update,
 };
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +21,7 @@ use crate::checkpoint::FilePosition;
 use crate::error::{Error, Result};
 use crate::manifest::{DataFile, Export, ExportType, OutputView, SummaryChecksum};
 use crate::table::KeySchema;
+use crate::wire::RawWrite;
 use crate::write::{
     DynamoWriter, RetryPolicy, WriteFailure, WriteStats, WriteStatsSnapshot, write_all,
 };
@@ -426,19 +427,10 @@ impl ControlTable {
                     ("stalls".to_owned(), n(0)),
                     (TTL_ATTRIBUTE.to_owned(), n(expires)),
                 ]);
-                requests.push(
-                    WriteRequest::builder()
-                        .put_request(
-                            PutRequest::builder()
-                                .set_item(Some(item))
-                                .build()
-                                .expect("item set"),
-                        )
-                        .build(),
-                );
+                requests.push(RawWrite::put(&item).expect("S and N attributes only"));
             }
         }
-        let chunks: Vec<Vec<WriteRequest>> = requests.chunks(25).map(<[_]>::to_vec).collect();
+        let chunks: Vec<Vec<RawWrite>> = requests.chunks(25).map(<[_]>::to_vec).collect();
         let writes = futures::stream::iter(chunks.into_iter().map(|chunk| {
             let (writer, policy, stats) = (&writer, &policy, &stats);
             async move { write_all(writer, &self.name, chunk, policy, stats).await }

@@ -10,6 +10,7 @@
 //! syntax, precision and range, empty sets), so that bad data is reported with its line and offset instead
 //! of surfacing later as an opaque ValidationException for a whole batch.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 
@@ -17,9 +18,13 @@ use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use serde::Deserialize as _;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+use smallvec::SmallVec;
 
 use crate::manifest::ExportType;
+use crate::table::{KeySchema, KeyValue, KeyValues};
 
 pub type Item = HashMap<String, AttributeValue>;
 
@@ -41,18 +46,120 @@ impl WriteOp {
 /// Decodes one line (without its newline). The error is a human-readable reason; the caller adds the
 /// export, file, line and offset.
 pub fn decode_line(line: &[u8], export_type: ExportType) -> Result<WriteOp, String> {
+    let record = read_record(line, ItemSeed)?;
+    Ok(match select(record, export_type)? {
+        (Kind::Put, item, _) => WriteOp::Put(item),
+        (Kind::Delete, keys, _) => WriteOp::Delete(keys),
+    })
+}
+
+/// One line's write, as the export's own JSON, which is already DynamoDB's wire format.
+#[derive(Debug, Clone, Copy)]
+pub struct Scanned<'a> {
+    pub delete: bool,
+    /// The item (a put) or `Keys` (a delete), exactly as the line has it.
+    pub image: &'a str,
+    /// [`KeySchema::hash_values`] of the write's key.
+    pub key_hash: u64,
+}
+
+/// What [`decode_line`] and [`KeySchema::check`] do together, without building the item: the line is
+/// checked against the same rules, with the same messages, and the write is returned as a slice of the
+/// line, to be sent as it is ([`crate::wire`]).
+pub fn scan_line<'a>(
+    line: &'a [u8],
+    export_type: ExportType,
+    key: &KeySchema,
+) -> Result<Scanned<'a>, String> {
+    // The usual FULL line, `{"Item":…}` with no spaces, is checked in one pass over the item. Anything
+    // else, and any line that fails that pass (the error is worded from the whole line), is first split
+    // into its fields.
+    if export_type == ExportType::Full
+        && let Some(item) = line
+            .strip_prefix(br#"{"Item":"#)
+            .and_then(|rest| rest.strip_suffix(b"}"))
+        && let Ok(item) = std::str::from_utf8(item)
+        && let Ok(scanned) = scan_image(line, Kind::Put, item, None, key)
+    {
+        return Ok(scanned);
+    }
+    let (kind, image, keys) = select(read_record(line, RawSeed)?, export_type)?;
+    scan_image(line, kind, image.get(), keys.map(RawValue::get), key)
+}
+
+/// Checks the item or `Keys` (and the `Keys` of an incremental put), slices of `line`, and the key.
+fn scan_image<'a>(
+    line: &[u8],
+    kind: Kind,
+    image: &'a str,
+    keys: Option<&str>,
+    key: &KeySchema,
+) -> Result<Scanned<'a>, String> {
+    // `Keys` of an incremental put is checked too, as `decode_line` builds it.
+    if let Some(keys) = keys {
+        check_json(line, keys, None)?;
+    }
+    let Found { values, count } = check_json(line, image, Some(key))?;
+    let delete = matches!(kind, Kind::Delete);
+    key.check_values(&values, delete.then_some(count))?;
+    Ok(Scanned {
+        delete,
+        image,
+        key_hash: key.hash_values(&values),
+    })
+}
+
+/// Checks an object, a slice of `line`, and picks out the key's values when given the key.
+fn check_json<'j>(
+    line: &[u8],
+    json: &'j str,
+    key: Option<&KeySchema>,
+) -> Result<Found<'j>, String> {
+    let column = json.as_ptr() as usize - line.as_ptr() as usize;
+    let mut de = serde_json::Deserializer::from_str(json);
+    let found = de
+        .deserialize_map(ImageCheck { key })
+        .map_err(|e| describe_json_error(e, column))?;
+    de.end().map_err(|e| describe_json_error(e, column))?;
+    Ok(found)
+}
+
+/// Parses an item, `Keys` or image object on its own.
+pub fn parse_item(json: &str) -> Result<Item, String> {
+    let mut de = serde_json::Deserializer::from_str(json);
+    let item = de
+        .deserialize_map(ItemSeed)
+        .map_err(|e| describe_json_error(e, 0))?;
+    de.end().map_err(|e| describe_json_error(e, 0))?;
+    Ok(item)
+}
+
+fn read_record<'de, S>(line: &'de [u8], seed: S) -> Result<Record<S::Value>, String>
+where
+    S: DeserializeSeed<'de> + Copy,
+{
     let mut de = serde_json::Deserializer::from_slice(line);
     let record = de
-        .deserialize_map(RecordVisitor)
-        .map_err(describe_json_error)?;
-    de.end().map_err(describe_json_error)?;
+        .deserialize_map(RecordVisitor(seed))
+        .map_err(|e| describe_json_error(e, 0))?;
+    de.end().map_err(|e| describe_json_error(e, 0))?;
+    Ok(record)
+}
+
+enum Kind {
+    Put,
+    Delete,
+}
+
+/// The write a record stands for: its kind, the item or `Keys`, and the `Keys` of an incremental put.
+fn select<T>(record: Record<T>, export_type: ExportType) -> Result<(Kind, T, Option<T>), String> {
     match export_type {
         ExportType::Full => match record {
             Record {
                 item: Some(item),
                 keys: None,
                 new_image: None,
-            } => Ok(WriteOp::Put(item)),
+            } => Ok((Kind::Put, item, None)),
             _ => Err("a FULL export line must hold exactly one \"Item\" object".into()),
         },
         ExportType::Incremental => match record {
@@ -64,28 +171,33 @@ pub fn decode_line(line: &[u8], export_type: ExportType) -> Result<WriteOp, Stri
             }
             Record {
                 new_image: Some(image),
+                keys,
                 ..
-            } => Ok(WriteOp::Put(image)),
+            } => Ok((Kind::Put, image, keys)),
             Record {
                 keys: Some(keys), ..
-            } => Ok(WriteOp::Delete(keys)),
+            } => Ok((Kind::Delete, keys, None)),
         },
     }
 }
 
-fn describe_json_error(e: serde_json::Error) -> String {
-    // serde_json reports "… at line 1 column N"; the line is always 1 here, so keep only the column.
+/// serde_json's message without "at line 1 column N" (a line is one line), with the column counted from
+/// the start of the line when the JSON was a part of it starting `offset` bytes in.
+fn describe_json_error(e: serde_json::Error, offset: usize) -> String {
     let msg = e.to_string();
     match msg.rsplit_once(" at line 1 column ") {
-        Some((what, col)) => format!("{what} (column {col})"),
+        Some((what, col)) => match col.parse::<usize>() {
+            Ok(col) => format!("{what} (column {})", col + offset),
+            Err(_) => format!("{what} (column {col})"),
+        },
         None => msg,
     }
 }
 
-struct Record {
-    item: Option<Item>,
-    keys: Option<Item>,
-    new_image: Option<Item>,
+struct Record<T> {
+    item: Option<T>,
+    keys: Option<T>,
+    new_image: Option<T>,
 }
 
 #[derive(serde::Deserialize)]
@@ -98,16 +210,17 @@ enum RecordField {
     Other,
 }
 
-struct RecordVisitor;
+/// An export record whose `Item`, `Keys` and `NewImage` are read with the seed; other fields are skipped.
+struct RecordVisitor<S>(S);
 
-impl<'de> Visitor<'de> for RecordVisitor {
-    type Value = Record;
+impl<'de, S: DeserializeSeed<'de> + Copy> Visitor<'de> for RecordVisitor<S> {
+    type Value = Record<S::Value>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("an export record object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Record, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut record = Record {
             item: None,
             keys: None,
@@ -126,13 +239,333 @@ impl<'de> Visitor<'de> for RecordVisitor {
             if slot.is_some() {
                 return Err(de::Error::custom(format!("duplicate field \"{name}\"")));
             }
-            *slot = Some(map.next_value_seed(ItemSeed)?);
+            *slot = Some(map.next_value_seed(self.0)?);
         }
         Ok(record)
     }
 }
 
+/// A value kept as the JSON text it is, borrowed from the line.
+#[derive(Clone, Copy)]
+struct RawSeed;
+
+impl<'de> DeserializeSeed<'de> for RawSeed {
+    type Value = &'de RawValue;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<&'de RawValue, D::Error> {
+        <&RawValue>::deserialize(d)
+    }
+}
+
+/// Checks an item, image or `Keys` object by [`ItemSeed`]'s rules without building it, and picks out the
+/// values of the key attributes when given the key.
+struct ImageCheck<'k> {
+    key: Option<&'k KeySchema>,
+}
+
+struct Found<'de> {
+    values: KeyValues<'de>,
+    count: usize,
+}
+
+impl<'de> Visitor<'de> for ImageCheck<'_> {
+    type Value = Found<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a map of attribute names to DynamoDB attribute values")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Found<'de>, A::Error> {
+        let mut found = Found {
+            values: [None, None],
+            count: 0,
+        };
+        let mut names = Names::default();
+        while let Some(Name(name)) = map.next_key()? {
+            match self.key.and_then(|k| k.position(&name)) {
+                Some(i) => found.values[i] = Some(map.next_value_seed(KeyValueSeed)?),
+                None => map.next_value_seed(CheckValue)?,
+            }
+            names.push(name);
+        }
+        found.count = names.check()?;
+        Ok(found)
+    }
+}
+
+/// An attribute name, borrowed from the line unless it has escapes.
+struct Name<'de>(Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for Name<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(TextVisitor).map(Name)
+    }
+}
+
+struct TextVisitor;
+
+impl<'de> Visitor<'de> for TextVisitor {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+}
+
+/// The names of one map, to refuse a name given twice as [`ItemSeed`] does; on the stack for most maps.
+#[derive(Default)]
+struct Names<'de>(SmallVec<[Cow<'de, str>; 16]>);
+
+impl<'de> Names<'de> {
+    fn push(&mut self, name: Cow<'de, str>) {
+        self.0.push(name);
+    }
+
+    /// The number of names, or the error for a repeated one.
+    fn check<E: de::Error>(mut self) -> Result<usize, E> {
+        let n = self.0.len();
+        let repeated = if n <= 16 {
+            (1..n).any(|i| self.0[..i].contains(&self.0[i]))
+        } else {
+            self.0.sort_unstable();
+            self.0.windows(2).any(|w| w[0] == w[1])
+        };
+        if repeated {
+            return Err(duplicate_name());
+        }
+        Ok(n)
+    }
+}
+
+fn duplicate_name<E: de::Error>() -> E {
+    E::custom("an attribute name appears twice in one map")
+}
+
+/// A key attribute's value, checked by [`ValueSeed`]'s rules.
+struct KeyValueSeed;
+
+impl<'de> DeserializeSeed<'de> for KeyValueSeed {
+    type Value = KeyValue<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeyValueSeed {
+    type Value = KeyValue<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        ValueSeed.expecting(f)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let tag = first_tag(&mut map)?;
+        let value = match tag {
+            TypeTag::S => KeyValue::S(map.next_value_seed(TextSeed)?),
+            TypeTag::N => {
+                let n = map.next_value_seed(TextSeed)?;
+                validate_number(&n).map_err(de::Error::custom)?;
+                KeyValue::N(n)
+            }
+            TypeTag::B => KeyValue::B(Cow::Owned(map.next_value_seed(BinarySeed)?.into_inner())),
+            other => {
+                check_tagged(other, &mut map)?;
+                KeyValue::Other(other.name())
+            }
+        };
+        no_second_tag(&mut map)?;
+        Ok(value)
+    }
+}
+
+#[derive(Clone, Copy)]
+struct TextSeed;
+
+impl<'de> DeserializeSeed<'de> for TextSeed {
+    type Value = Cow<'de, str>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(TextVisitor)
+    }
+}
+
+/// Any attribute value, checked by [`ValueSeed`]'s rules and not built.
+#[derive(Clone, Copy)]
+struct CheckValue;
+
+impl<'de> DeserializeSeed<'de> for CheckValue {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for CheckValue {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        ValueSeed.expecting(f)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let tag = first_tag(&mut map)?;
+        check_tagged(tag, &mut map)?;
+        no_second_tag(&mut map)
+    }
+}
+
+/// An `M` value, checked and not built.
+#[derive(Clone, Copy)]
+struct CheckMap;
+
+impl<'de> DeserializeSeed<'de> for CheckMap {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for CheckMap {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        ItemSeed.expecting(f)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut names = Names::default();
+        while let Some(Name(name)) = map.next_key()? {
+            map.next_value_seed(CheckValue)?;
+            names.push(name);
+        }
+        names.check().map(drop)
+    }
+}
+
+/// The value after the type descriptor `tag`, checked and not built.
+fn check_tagged<'de, A: MapAccess<'de>>(tag: TypeTag, map: &mut A) -> Result<(), A::Error> {
+    match tag {
+        TypeTag::S => map.next_value_seed(Leaf::Text).map(drop),
+        TypeTag::N => map.next_value_seed(Leaf::Number).map(drop),
+        TypeTag::B => map.next_value_seed(Leaf::Binary).map(drop),
+        TypeTag::Bool => map.next_value::<bool>().map(drop),
+        TypeTag::Null => null_is_true(map.next_value::<bool>()?),
+        TypeTag::Ss => non_empty(
+            map.next_value_seed(CountSeq(Leaf::Text, "a sequence"))?,
+            "SS",
+        ),
+        TypeTag::Ns => non_empty(
+            map.next_value_seed(CountSeq(Leaf::Number, "a sequence"))?,
+            "NS",
+        ),
+        TypeTag::Bs => non_empty(map.next_value_seed(CountSeq(Leaf::Binary, "a list"))?, "BS"),
+        TypeTag::L => map
+            .next_value_seed(CountSeq(CheckValue, "a list"))
+            .map(drop),
+        TypeTag::M => map.next_value_seed(CheckMap),
+    }
+}
+
+/// A string, a number in a string, or base64 in a string: checked and not kept.
+#[derive(Clone, Copy)]
+enum Leaf {
+    Text,
+    Number,
+    Binary,
+}
+
+impl<'de> DeserializeSeed<'de> for Leaf {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl Visitor<'_> for Leaf {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            Leaf::Text | Leaf::Number => f.write_str("a string"),
+            Leaf::Binary => BinarySeed.expecting(f),
+        }
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        match self {
+            Leaf::Text => Ok(()),
+            Leaf::Number => validate_number(v).map_err(E::custom),
+            Leaf::Binary => check_base64(v),
+        }
+    }
+}
+
+/// A list whose elements are checked with the seed; its length.
+#[derive(Clone, Copy)]
+struct CountSeq<S>(S, &'static str);
+
+impl<'de, S: DeserializeSeed<'de, Value = ()> + Copy> DeserializeSeed<'de> for CountSeq<S> {
+    type Value = usize;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de, S: DeserializeSeed<'de, Value = ()> + Copy> Visitor<'de> for CountSeq<S> {
+    type Value = usize;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(self.1)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
+        let mut n = 0;
+        while seq.next_element_seed(self.0)?.is_some() {
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
+fn first_tag<'de, A: MapAccess<'de>>(map: &mut A) -> Result<TypeTag, A::Error> {
+    map.next_key::<TypeTag>()?
+        .ok_or_else(|| de::Error::custom("empty attribute value {} has no type descriptor"))
+}
+
+fn no_second_tag<'de, A: MapAccess<'de>>(map: &mut A) -> Result<(), A::Error> {
+    if map.next_key::<IgnoredAny>()?.is_some() {
+        return Err(de::Error::custom(
+            "an attribute value has more than one type descriptor",
+        ));
+    }
+    Ok(())
+}
+
+fn null_is_true<E: de::Error>(v: bool) -> Result<(), E> {
+    if v {
+        Ok(())
+    } else {
+        Err(E::custom(
+            "{\"NULL\": false} is not a valid value; NULL must be true",
+        ))
+    }
+}
+
 /// A map of attribute name → attribute value: an item, `Keys`, an image, or an `M` value.
+#[derive(Clone, Copy)]
 struct ItemSeed;
 
 impl<'de> DeserializeSeed<'de> for ItemSeed {
@@ -154,11 +587,8 @@ impl<'de> Visitor<'de> for ItemSeed {
         let mut item = Item::with_capacity(map.size_hint().unwrap_or(8));
         while let Some(name) = map.next_key::<String>()? {
             let value = map.next_value_seed(ValueSeed)?;
-            if let Some(dup) = item.insert(name, value) {
-                drop(dup);
-                return Err(de::Error::custom(
-                    "an attribute name appears twice in one map",
-                ));
+            if item.insert(name, value).is_some() {
+                return Err(duplicate_name());
             }
         }
         Ok(item)
@@ -177,6 +607,23 @@ enum TypeTag {
     Bs,
     L,
     M,
+}
+
+impl TypeTag {
+    fn name(self) -> &'static str {
+        match self {
+            TypeTag::S => "S",
+            TypeTag::N => "N",
+            TypeTag::B => "B",
+            TypeTag::Bool => "BOOL",
+            TypeTag::Null => "NULL",
+            TypeTag::Ss => "SS",
+            TypeTag::Ns => "NS",
+            TypeTag::Bs => "BS",
+            TypeTag::L => "L",
+            TypeTag::M => "M",
+        }
+    }
 }
 
 impl<'de> serde::Deserialize<'de> for TypeTag {
@@ -231,49 +678,46 @@ impl<'de> Visitor<'de> for ValueSeed {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AttributeValue, A::Error> {
-        let tag = map
-            .next_key::<TypeTag>()?
-            .ok_or_else(|| de::Error::custom("empty attribute value {} has no type descriptor"))?;
+        let tag = first_tag(&mut map)?;
         let value = match tag {
             TypeTag::S => AttributeValue::S(map.next_value()?),
             TypeTag::N => AttributeValue::N(number(map.next_value()?)?),
             TypeTag::B => AttributeValue::B(map.next_value_seed(BinarySeed)?),
             TypeTag::Bool => AttributeValue::Bool(map.next_value()?),
             TypeTag::Null => {
-                if !map.next_value::<bool>()? {
-                    return Err(de::Error::custom(
-                        "{\"NULL\": false} is not a valid value; NULL must be true",
-                    ));
-                }
+                null_is_true(map.next_value::<bool>()?)?;
                 AttributeValue::Null(true)
             }
-            TypeTag::Ss => AttributeValue::Ss(non_empty(map.next_value::<Vec<String>>()?, "SS")?),
+            TypeTag::Ss => {
+                let ss = map.next_value::<Vec<String>>()?;
+                non_empty(ss.len(), "SS")?;
+                AttributeValue::Ss(ss)
+            }
             TypeTag::Ns => {
-                let ns = non_empty(map.next_value::<Vec<String>>()?, "NS")?;
+                let ns = map.next_value::<Vec<String>>()?;
+                non_empty(ns.len(), "NS")?;
                 AttributeValue::Ns(ns.into_iter().map(number).collect::<Result<_, _>>()?)
             }
             TypeTag::Bs => {
-                AttributeValue::Bs(non_empty(map.next_value_seed(SeqSeed(BinarySeed))?, "BS")?)
+                let bs = map.next_value_seed(SeqSeed(BinarySeed))?;
+                non_empty(bs.len(), "BS")?;
+                AttributeValue::Bs(bs)
             }
             TypeTag::L => AttributeValue::L(map.next_value_seed(SeqSeed(ValueSeed))?),
             TypeTag::M => AttributeValue::M(map.next_value_seed(ItemSeed)?),
         };
-        if map.next_key::<IgnoredAny>()?.is_some() {
-            return Err(de::Error::custom(
-                "an attribute value has more than one type descriptor",
-            ));
-        }
+        no_second_tag(&mut map)?;
         Ok(value)
     }
 }
 
-fn non_empty<T, E: de::Error>(v: Vec<T>, tag: &str) -> Result<Vec<T>, E> {
-    if v.is_empty() {
+fn non_empty<E: de::Error>(len: usize, tag: &str) -> Result<(), E> {
+    if len == 0 {
         Err(E::custom(format!(
             "empty {tag} set; DynamoDB sets must have at least one element"
         )))
     } else {
-        Ok(v)
+        Ok(())
     }
 }
 
@@ -302,13 +746,36 @@ impl Visitor<'_> for BinarySeed {
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Blob, E> {
-        BASE64.decode(v).map(Blob::new).map_err(|e| {
-            E::custom(format!(
-                "bad base64 in binary value {:?}: {e}",
-                truncate(v, 40)
-            ))
-        })
+        BASE64
+            .decode(v)
+            .map(Blob::new)
+            .map_err(|e| bad_base64(v, e))
     }
+}
+
+fn bad_base64<E: de::Error>(v: &str, e: base64::DecodeError) -> E {
+    E::custom(format!(
+        "bad base64 in binary value {:?}: {e}",
+        truncate(v, 40)
+    ))
+}
+
+/// [`BinarySeed`]'s check without keeping the bytes: decodes into a reused buffer.
+fn check_base64<E: de::Error>(v: &str) -> Result<(), E> {
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    SCRATCH.with_borrow_mut(|buf| {
+        buf.resize(base64::decoded_len_estimate(v.len()), 0);
+        match BASE64.decode_slice(v, buf) {
+            Ok(_) => Ok(()),
+            // The same message as BinarySeed's (the slice is always large enough).
+            Err(_) => Err(bad_base64(
+                v,
+                BASE64.decode(v).expect_err("decode_slice failed"),
+            )),
+        }
+    })
 }
 
 struct SeqSeed<S>(S);
@@ -423,6 +890,7 @@ pub fn validate_number(s: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::table::{KeyAttr, KeyType};
 
     fn s(v: &str) -> AttributeValue {
         AttributeValue::S(v.into())
@@ -520,6 +988,224 @@ mod tests {
         assert!(err.contains("no \"Keys\""), "{err}");
         let err = decode_line(br#"{"Item":{"pk":{"X":"1"}}}"#, ExportType::Full).unwrap_err();
         assert!(err.contains("(column "), "{err}");
+    }
+
+    fn key(types: &[(&str, KeyType)]) -> KeySchema {
+        KeySchema {
+            attrs: types
+                .iter()
+                .map(|(name, ty)| KeyAttr {
+                    name: (*name).into(),
+                    ty: *ty,
+                })
+                .collect(),
+        }
+    }
+
+    /// `decode_line` followed by the key check: what `scan_line` must agree with.
+    fn decode_and_check(line: &[u8], ty: ExportType, key: &KeySchema) -> Result<WriteOp, String> {
+        let op = decode_line(line, ty)?;
+        key.check(&op)?;
+        Ok(op)
+    }
+
+    #[test]
+    fn scan_line_refuses_what_decode_line_refuses_with_the_same_words() {
+        use ExportType::{Full, Incremental};
+        let pk = key(&[("pk", KeyType::S)]);
+        let pk_sk = key(&[("pk", KeyType::S), ("sk", KeyType::N)]);
+        let bin = key(&[("pk", KeyType::B)]);
+        let cases: &[(&str, ExportType, &KeySchema)] = &[
+            (r#"{"Item":{"pk":{"S":"1"}}"#, Full, &pk),
+            (r#"{"Item":{"pk":{"X":"1"}}}"#, Full, &pk),
+            (r#"{"Item":{"pk":{"S":"1"},"b":{"B":"@@@"}}}"#, Full, &pk),
+            (r#"{"Item":{"pk":{"S":"1"},"n":{"N":"1x"}}}"#, Full, &pk),
+            (r#"{"Item":{"pk":{"S":"1"},"n":{"N":1}}}"#, Full, &pk),
+            (r#"{"Item":{"pk":{"S":"1"},"n":{"N":"1e200"}}}"#, Full, &pk),
+            (r#"{"Item":{"pk":{"S":"1","N":"1"}}}"#, Full, &pk),
+            (
+                r#"{"Item":{"pk":{"S":"1"},"x":{"S":"1","N":"1"}}}"#,
+                Full,
+                &pk,
+            ),
+            (r#"{"Item":{"pk":{}}}"#, Full, &pk),
+            (r#"{"Item":{"pk":{"S":"1"},"s":{"SS":[]}}}"#, Full, &pk),
+            (r#"{"Item":{"pk":{"S":"1"},"s":{"NS":[]}}}"#, Full, &pk),
+            (r#"{"Item":{"pk":{"S":"1"},"s":{"BS":[]}}}"#, Full, &pk),
+            (r#"{"Item":{"pk":{"S":"1"},"s":{"SS":"a"}}}"#, Full, &pk),
+            (r#"{"Item":{"pk":{"S":"1"},"s":{"SS":["a",1]}}}"#, Full, &pk),
+            (
+                r#"{"Item":{"pk":{"S":"1"},"s":{"NS":["1","x"]}}}"#,
+                Full,
+                &pk,
+            ),
+            (
+                r#"{"Item":{"pk":{"S":"1"},"s":{"BS":["AA==","!"]}}}"#,
+                Full,
+                &pk,
+            ),
+            (
+                r#"{"Item":{"pk":{"S":"1"},"l":{"L":[{"S":"a"},{"Q":1}]}}}"#,
+                Full,
+                &pk,
+            ),
+            (r#"{"Item":{"pk":{"S":"1"},"l":{"L":{}}}}"#, Full, &pk),
+            (
+                r#"{"Item":{"pk":{"S":"1"},"m":{"M":{"a":{"N":"?"}}}}}"#,
+                Full,
+                &pk,
+            ),
+            (r#"{"Item":{"pk":{"S":"1"},"m":{"M":[]}}}"#, Full, &pk),
+            (r#"{"Item":{"pk":{"S":"1"},"z":{"NULL":false}}}"#, Full, &pk),
+            (r#"{"Item":{"pk":{"S":"1"},"z":{"BOOL":"yes"}}}"#, Full, &pk),
+            (r#"{"Item":{"pk":{"S":"1"},"z":{"S":null}}}"#, Full, &pk),
+            (r#"{"Item":{"pk":{"S":"1"}}} x"#, Full, &pk),
+            (r#"{"Keys":{"pk":{"S":"1"}}}"#, Full, &pk),
+            (r#"{"Item":{},"Item":{}}"#, Full, &pk),
+            (
+                r#"{"Item":{"pk":{"S":"1"}},"Item":{"pk":{"S":"1"}}}"#,
+                Full,
+                &pk,
+            ),
+            (
+                r#"{"Item":{"pk":{"S":"1"}},"Keys":{"pk":{"S":"1"}}}"#,
+                Full,
+                &pk,
+            ),
+            (r#"{"Item":{"pk":{"S":"1"}}}}"#, Full, &pk),
+            (r#"{"Item":[]}"#, Full, &pk),
+            (r#"{"Item":"x"}"#, Full, &pk),
+            (r#"[]"#, Full, &pk),
+            (r#"{"Item":{"pk":{"S":"1"},"pk":{"S":"2"}}}"#, Full, &pk),
+            (
+                r#"{"Item":{"pk":{"S":"1"},"p\u006b":{"S":"2"}}}"#,
+                Full,
+                &pk,
+            ),
+            (
+                r#"{"Item":{"pk":{"S":"1"},"m":{"M":{"a":{"S":"1"},"a":{"S":"1"}}}}}"#,
+                Full,
+                &pk,
+            ),
+            (r#"{"Item":{"x":{"S":"1"}}}"#, Full, &pk),
+            (r#"{"Item":{"pk":{"N":"1"}}}"#, Full, &pk),
+            (r#"{"Item":{"pk":{"S":""}}}"#, Full, &pk),
+            (r#"{"Item":{"pk":{"M":{}}}}"#, Full, &pk),
+            (r#"{"Item":{"pk":{"S":"1"},"sk":{"S":"1"}}}"#, Full, &pk_sk),
+            (
+                r#"{"Item":{"pk":{"S":"1"},"sk":{"N":"1..2"}}}"#,
+                Full,
+                &pk_sk,
+            ),
+            (r#"{"Item":{"pk":{"B":""}}}"#, Full, &bin),
+            (r#"{"Item":{"pk":{"B":"AA="}}}"#, Full, &bin),
+            (r#"{"NewImage":{}}"#, Incremental, &pk),
+            (r#"{"Item":{"pk":{"S":"1"}}}"#, Incremental, &pk),
+            (
+                r#"{"Keys":{"pk":{"S":"1"},"x":{"S":"2"}}}"#,
+                Incremental,
+                &pk,
+            ),
+            (
+                r#"{"Keys":{"pk":{"S":"1"},"x":{"S":"2","N":"1"}},"NewImage":{"pk":{"S":"1"}}}"#,
+                Incremental,
+                &pk,
+            ),
+            (
+                r#"{"Keys":{"pk":{"S":"1"}},"NewImage":{"x":{"S":"1"}}}"#,
+                Incremental,
+                &pk,
+            ),
+            (
+                r#"{"Keys":{"pk":{"S":"1"}},"NewImage":{"pk":{"S":"1"}},"NewImage":{}}"#,
+                Incremental,
+                &pk,
+            ),
+        ];
+        for (line, ty, key) in cases {
+            let want = decode_and_check(line.as_bytes(), *ty, key).unwrap_err();
+            let got = scan_line(line.as_bytes(), *ty, key)
+                .map(|s| s.image)
+                .unwrap_err();
+            // The column may differ by where the check runs (inside the value or after it).
+            let words = |m: &str| m.split(" (column ").next().unwrap().to_owned();
+            assert_eq!(words(&got), words(&want), "{line}");
+            assert_eq!(
+                got.contains(" (column "),
+                want.contains(" (column "),
+                "{got} / {want}"
+            );
+        }
+        // Columns count from the start of the line, not of the item.
+        let line = br#"{"Item":{"pk":{"S":"1"},"x":{"X":"1"}}}"#;
+        assert_eq!(
+            scan_line(line, Full, &pk).map(|s| s.image).unwrap_err(),
+            decode_and_check(line, Full, &pk).unwrap_err()
+        );
+        let not_utf8 = b"{\"Item\":{\"pk\":{\"S\":\"\xff\"}}}";
+        assert_eq!(
+            scan_line(not_utf8, Full, &pk).map(|s| s.image).unwrap_err(),
+            decode_and_check(not_utf8, Full, &pk).unwrap_err()
+        );
+    }
+
+    #[test]
+    fn scan_line_accepts_what_decode_line_accepts() {
+        use ExportType::{Full, Incremental};
+        let pk = key(&[("pk", KeyType::S)]);
+        let n_key = key(&[("id", KeyType::N), ("b", KeyType::B)]);
+        let cases: &[(&str, ExportType, &KeySchema)] = &[
+            (r#"{"Item":{"pk":{"S":"1"}},"Extra":{"x":1}}"#, Full, &pk),
+            (r#"{"Item":{"pk":{"S":"1"}} }"#, Full, &pk),
+            (
+                r#" { "Item" : { "pk" : { "S" : "a\"b" } , "x\u00e9" : {"L":[]} } } "#,
+                Full,
+                &pk,
+            ),
+            (
+                r#"{"Item":{"p\u006b":{"S":"\u00e9"},"m":{"M":{"a":{"NS":["1","2.50"]}}}}}"#,
+                Full,
+                &pk,
+            ),
+            (
+                r#"{"Item":{"id":{"N":"1.0"},"b":{"B":"AAE="},"z":{"NULL":true}}}"#,
+                Full,
+                &n_key,
+            ),
+            (
+                r#"{"Item":{"id":{"N":"10E-1"},"b":{"B":"AAE="},"bs":{"BS":["AA=="]}}}"#,
+                Full,
+                &n_key,
+            ),
+            (
+                r#"{"Metadata":{"WriteTimestampMicros":{"N":"1"}},"Keys":{"pk":{"S":"k"}},"OldImage":{"junk":[1,2]}}"#,
+                Incremental,
+                &pk,
+            ),
+            (
+                r#"{"Keys":{"pk":{"S":"k"}},"NewImage":{"pk":{"S":"k"},"v":{"BOOL":false}}}"#,
+                Incremental,
+                &pk,
+            ),
+        ];
+        for (line, ty, key) in cases {
+            let want = decode_and_check(line.as_bytes(), *ty, key).unwrap();
+            let got = scan_line(line.as_bytes(), *ty, key).unwrap();
+            assert_eq!(got.key_hash, key.key_hash(want.item()), "{line}");
+            let image = parse_item(got.image).unwrap();
+            match want {
+                WriteOp::Put(item) => assert!(!got.delete && image == item, "{line}"),
+                WriteOp::Delete(keys) => assert!(got.delete && image == keys, "{line}"),
+            }
+        }
+        // Numerically equal keys are one key.
+        let one = |n: &str| {
+            let line = format!(r#"{{"Item":{{"id":{{"N":"{n}"}},"b":{{"B":"AAE="}}}}}}"#);
+            scan_line(line.as_bytes(), Full, &n_key).unwrap().key_hash
+        };
+        assert_eq!(one("1"), one("1.00"));
+        assert_eq!(one("1"), one("0.1E1"));
+        assert_ne!(one("1"), one("2"));
     }
 
     #[test]

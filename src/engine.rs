@@ -16,7 +16,7 @@ use std::collections::{HashSet, VecDeque};
 use std::io::BufRead;
 use std::sync::Arc;
 
-use aws_sdk_dynamodb::types::WriteRequest;
+use bytes::BytesMut;
 use flate2::read::MultiGzDecoder;
 use futures::stream::FuturesUnordered;
 use futures::{StreamExt, pin_mut};
@@ -24,12 +24,13 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::checkpoint::{FilePosition, Watermark};
-use crate::decode::{WriteOp, decode_line};
+use crate::decode::{WriteOp, scan_line};
 use crate::error::{DataLocation, Error, Result};
 use crate::manifest::{DataFile, ExportType};
 use crate::source::{HashingReader, ObjectReader, ranged_parts};
 use crate::table::KeySchema;
-use crate::write::{BatchWriter, RetryPolicy, WriteFailure, WriteStats, to_request, write_all};
+use crate::wire::{self, RawWrite};
+use crate::write::{BatchWriter, RetryPolicy, WriteFailure, WriteStats, write_all};
 
 /// BatchWriteItem's request-size limit is 16 MB; keep headroom for the request envelope.
 pub const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024 - 64 * 1024;
@@ -100,7 +101,7 @@ pub struct FileOutcome {
 /// One BatchWriteItem call's worth of requests, cut by [`Batcher`].
 #[doc(hidden)]
 pub struct Batch {
-    requests: Vec<WriteRequest>,
+    requests: Vec<RawWrite>,
     /// (line number, offset) of each request, for error messages.
     lines: Vec<(u64, u64)>,
     end: FilePosition,
@@ -158,14 +159,14 @@ impl Engine {
         use futures::future::BoxFuture;
 
         #[derive(Default)]
-        struct Collect(std::sync::Mutex<Vec<WriteRequest>>);
+        struct Collect(std::sync::Mutex<Vec<RawWrite>>);
         impl BatchWriter for Collect {
             fn write_batch<'a>(
                 &'a self,
                 _table: &'a str,
-                requests: Vec<WriteRequest>,
+                requests: &'a [RawWrite],
             ) -> BoxFuture<'a, std::result::Result<AttemptOutcome, AttemptError>> {
-                self.0.lock().expect("sample").extend(requests);
+                self.0.lock().expect("sample").extend_from_slice(requests);
                 Box::pin(async { Ok(AttemptOutcome::default()) })
             }
         }
@@ -196,11 +197,7 @@ impl Engine {
         Ok(requests
             .into_iter()
             .take(usize::try_from(lines).unwrap_or(usize::MAX))
-            .filter_map(|r| match (r.put_request, r.delete_request) {
-                (Some(put), _) => Some(WriteOp::Put(put.item)),
-                (None, Some(delete)) => Some(WriteOp::Delete(delete.key)),
-                (None, None) => None,
-            })
+            .map(|r| r.to_op())
             .collect())
     }
 
@@ -599,21 +596,23 @@ impl Decoder {
                     "empty line; export data files have one record per line".into(),
                 ));
             }
-            let op = decode_line(text, self.export_type)
+            let write = scan_line(text, self.export_type, &self.key)
                 .map_err(|m| self.data_error(line_no, line_start, m))?;
-            self.key
-                .check(&op)
-                .map_err(|m| self.data_error(line_no, line_start, m))?;
-            let key_hash = self.key.key_hash(op.item());
-            match op {
-                WriteOp::Put(_) => position.puts += 1,
-                WriteOp::Delete(_) => position.deletes += 1,
+            if write.delete {
+                position.deletes += 1;
+            } else {
+                position.puts += 1;
             }
             position.offset = offset;
             position.lines = line_no;
-            if let Some(full) =
-                batcher.add(to_request(op), key_hash, (line_no, line_start), n, position)
-                && tx.blocking_send(full).is_err()
+            if let Some(full) = batcher.add(
+                write.delete,
+                write.image,
+                write.key_hash,
+                (line_no, line_start),
+                n,
+                position,
+            ) && tx.blocking_send(full).is_err()
             {
                 return Ok(DecodeEnd::Stopped);
             }
@@ -677,42 +676,70 @@ impl Decoder {
 #[doc(hidden)]
 pub struct Batcher {
     max: usize,
-    requests: Vec<WriteRequest>,
+    /// The request elements of the batch being cut, one after the other ([`crate::wire::encode`]).
+    buf: BytesMut,
+    /// Where each element ends in `buf`, and whether it is a delete.
+    ends: Vec<(usize, bool)>,
     lines: Vec<(u64, u64)>,
     bytes: usize,
     end: FilePosition,
     barrier: bool,
-    keys: HashSet<u64>,
-    recent: VecDeque<HashSet<u64>>,
+    keys: KeySet,
+    recent: VecDeque<KeySet>,
     recent_cap: usize,
+}
+
+/// Key hashes ([`KeySchema::key_hash`]) are already well mixed: the set uses them as they are.
+type KeySet = HashSet<u64, std::hash::BuildHasherDefault<KeyHashHasher>>;
+
+#[derive(Default)]
+struct KeyHashHasher(u64);
+
+impl std::hash::Hasher for KeyHashHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 impl Batcher {
     pub fn new(max: usize, recent_cap: usize) -> Self {
         Batcher {
             max,
-            requests: Vec::with_capacity(max),
+            buf: BytesMut::new(),
+            ends: Vec::with_capacity(max),
             lines: Vec::with_capacity(max),
             bytes: 0,
             end: FilePosition::default(),
             barrier: false,
-            keys: HashSet::with_capacity(max),
+            keys: KeySet::with_capacity_and_hasher(max, Default::default()),
             recent: VecDeque::with_capacity(recent_cap),
             recent_cap,
         }
     }
 
-    /// Adds a request whose line is `len` bytes; returns a batch that had to be cut first, if any.
+    /// Adds the write `image` (an item, or with `delete` a key) from a line of `len` bytes; returns a batch
+    /// that had to be cut first, if any.
     pub fn add(
         &mut self,
-        request: WriteRequest,
+        delete: bool,
+        image: &str,
         key: u64,
         line: (u64, u64),
         len: usize,
         end: FilePosition,
     ) -> Option<Batch> {
         let cut = if self.keys.contains(&key)
-            || self.requests.len() == self.max
+            || self.ends.len() == self.max
             || self.bytes + len > MAX_BATCH_BYTES
         {
             self.cut()
@@ -722,7 +749,12 @@ impl Batcher {
         if self.recent.iter().any(|keys| keys.contains(&key)) {
             self.barrier = true;
         }
-        self.requests.push(request);
+        if self.ends.is_empty() {
+            // Room for a batch of lines like this one, so that one batch is one allocation.
+            self.buf.reserve(wire::encoded_len(image) * self.max);
+        }
+        wire::encode(&mut self.buf, delete, image);
+        self.ends.push((self.buf.len(), delete));
         self.lines.push(line);
         self.keys.insert(key);
         self.bytes += len;
@@ -731,7 +763,7 @@ impl Batcher {
     }
 
     pub fn cut(&mut self) -> Option<Batch> {
-        if self.requests.is_empty() {
+        if self.ends.is_empty() {
             return None;
         }
         if self.recent.len() == self.recent_cap {
@@ -739,11 +771,22 @@ impl Batcher {
         }
         self.recent.push_front(std::mem::replace(
             &mut self.keys,
-            HashSet::with_capacity(self.max),
+            KeySet::with_capacity_and_hasher(self.max, Default::default()),
         ));
         self.bytes = 0;
+        let buf = self.buf.split().freeze();
+        let mut start = 0;
+        let requests = self
+            .ends
+            .drain(..)
+            .map(|(end, delete)| {
+                let write = RawWrite::from_encoded(buf.slice(start..end), delete);
+                start = end;
+                write
+            })
+            .collect();
         Some(Batch {
-            requests: std::mem::replace(&mut self.requests, Vec::with_capacity(self.max)),
+            requests,
             lines: std::mem::replace(&mut self.lines, Vec::with_capacity(self.max)),
             end: self.end,
             barrier: std::mem::take(&mut self.barrier),
@@ -765,16 +808,21 @@ mod tests {
     use crate::source::memory::MemoryObjects;
     use crate::table::{KeyAttr, KeyType};
     use crate::write::{AttemptError, AttemptOutcome};
-    use aws_sdk_dynamodb::types::AttributeValue;
     use futures::future::BoxFuture;
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
-    fn req(k: &str) -> WriteRequest {
-        to_request(WriteOp::Delete(
-            [("pk".to_string(), AttributeValue::S(k.into()))].into(),
-        ))
+    fn key_json(k: &str) -> String {
+        format!(r#"{{"pk":{{"S":"{k}"}}}}"#)
+    }
+
+    /// The item a put writes.
+    fn put_item(r: &RawWrite) -> crate::decode::Item {
+        match r.to_op() {
+            WriteOp::Put(item) => item,
+            WriteOp::Delete(_) => panic!("puts only"),
+        }
     }
 
     fn pos(lines: u64) -> FilePosition {
@@ -812,7 +860,7 @@ mod tests {
         fn write_batch<'a>(
             &'a self,
             _: &'a str,
-            requests: Vec<WriteRequest>,
+            requests: &'a [RawWrite],
         ) -> BoxFuture<'a, std::result::Result<AttemptOutcome, AttemptError>> {
             Box::pin(async move {
                 let call = self.calls.fetch_add(1, Ordering::SeqCst);
@@ -822,13 +870,9 @@ mod tests {
                     stop.cancel();
                 }
                 tokio::time::sleep(Duration::from_micros(fastrand::u64(0..3000))).await;
-                let poisoned = requests.iter().any(|r| {
-                    Some(
-                        r.put_request().expect("puts only").item()["pk"]
-                            .as_s()
-                            .unwrap(),
-                    ) == self.poison.as_ref()
-                });
+                let poisoned = requests
+                    .iter()
+                    .any(|r| Some(put_item(r)["pk"].as_s().unwrap()) == self.poison.as_ref());
                 if call >= self.fail_from || poisoned {
                     return Err(AttemptError::Throttled {
                         message: "ProvisionedThroughputExceededException".into(),
@@ -836,9 +880,8 @@ mod tests {
                     });
                 }
                 let mut written = self.written.lock().unwrap();
-                for r in &requests {
-                    let item = r.put_request().expect("puts only").item();
-                    written.push(item["pk"].as_s().unwrap().clone());
+                for r in requests {
+                    written.push(put_item(r)["pk"].as_s().unwrap().clone());
                 }
                 Ok(AttemptOutcome::default())
             })
@@ -1096,10 +1139,10 @@ mod tests {
         fn write_batch<'a>(
             &'a self,
             _: &'a str,
-            requests: Vec<WriteRequest>,
+            requests: &'a [RawWrite],
         ) -> BoxFuture<'a, std::result::Result<AttemptOutcome, AttemptError>> {
             Box::pin(async move {
-                let item = |r: &WriteRequest| r.put_request().expect("puts only").item().clone();
+                let item = put_item;
                 if requests
                     .iter()
                     .any(|r| item(r)["pk"].as_s().unwrap() == &self.slow_key)
@@ -1108,7 +1151,7 @@ mod tests {
                     tokio::time::sleep(Duration::from_millis(300)).await;
                 }
                 let mut table = self.table.lock().unwrap();
-                for r in &requests {
+                for r in requests {
                     let item = item(r);
                     table.insert(
                         item["pk"].as_s().unwrap().clone(),
@@ -1177,7 +1220,7 @@ mod tests {
         let mut b = Batcher::new(3, 4);
         let mut cut = vec![];
         for i in 1..=7u64 {
-            cut.extend(b.add(req("k"), i, (i, i * 10), 10, pos(i)));
+            cut.extend(b.add(true, &key_json("k"), i, (i, i * 10), 10, pos(i)));
         }
         cut.extend(b.cut());
         assert_eq!(
@@ -1192,11 +1235,18 @@ mod tests {
 
         let mut b = Batcher::new(25, 4);
         assert!(
-            b.add(req("a"), 1, (1, 0), MAX_BATCH_BYTES - 10, pos(1))
-                .is_none()
+            b.add(
+                true,
+                &key_json("a"),
+                1,
+                (1, 0),
+                MAX_BATCH_BYTES - 10,
+                pos(1)
+            )
+            .is_none()
         );
         let first = b
-            .add(req("b"), 2, (2, 1), 11, pos(2))
+            .add(true, &key_json("b"), 2, (2, 1), 11, pos(2))
             .expect("16 MB limit cuts the batch");
         assert_eq!(first.requests.len(), 1);
     }
@@ -1204,9 +1254,9 @@ mod tests {
     #[test]
     fn repeated_keys_split_batches_and_order_them() {
         let mut b = Batcher::new(25, 2);
-        assert!(b.add(req("a"), 1, (1, 0), 10, pos(1)).is_none());
+        assert!(b.add(true, &key_json("a"), 1, (1, 0), 10, pos(1)).is_none());
         let first = b
-            .add(req("a"), 1, (2, 10), 10, pos(2))
+            .add(true, &key_json("a"), 1, (2, 10), 10, pos(2))
             .expect("a key twice in one batch cuts it");
         assert_eq!(first.requests.len(), 1);
         let second = b.cut().unwrap();
@@ -1216,10 +1266,10 @@ mod tests {
         );
         // Far enough apart, no barrier is needed.
         for i in 10..13 {
-            b.add(req("x"), i, (i, 0), 10, pos(i));
+            b.add(true, &key_json("x"), i, (i, 0), 10, pos(i));
             b.cut();
         }
-        b.add(req("a"), 1, (20, 0), 10, pos(20));
+        b.add(true, &key_json("a"), 1, (20, 0), 10, pos(20));
         assert!(!b.cut().unwrap().barrier);
     }
 }

@@ -45,6 +45,7 @@ pub mod source;
 pub mod synth;
 pub mod table;
 pub mod validate;
+pub mod wire;
 pub mod worker;
 pub mod write;
 

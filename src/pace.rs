@@ -23,10 +23,10 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::WriteRequest;
 use futures::future::BoxFuture;
 use tokio::time::Instant;
 
+use crate::wire::RawWrite;
 use crate::write::{AttemptError, AttemptOutcome, BatchWriter};
 
 /// The part of a second that may be sent at once under a fixed rate.
@@ -390,7 +390,7 @@ impl BatchWriter for LimitedWriter {
     fn write_batch<'a>(
         &'a self,
         table: &'a str,
-        requests: Vec<WriteRequest>,
+        requests: &'a [RawWrite],
     ) -> BoxFuture<'a, std::result::Result<AttemptOutcome, AttemptError>> {
         Box::pin(async move {
             let sent = requests.len();
@@ -442,7 +442,7 @@ mod tests {
         fn write_batch<'a>(
             &'a self,
             _: &'a str,
-            requests: Vec<WriteRequest>,
+            requests: &'a [RawWrite],
         ) -> BoxFuture<'a, std::result::Result<AttemptOutcome, AttemptError>> {
             Box::pin(async move {
                 self.sent
@@ -457,14 +457,9 @@ mod tests {
         }
     }
 
-    fn requests(n: usize) -> Vec<WriteRequest> {
-        use aws_sdk_dynamodb::types::AttributeValue;
+    fn requests(n: usize) -> Vec<RawWrite> {
         (0..n)
-            .map(|i| {
-                crate::write::to_request(crate::decode::WriteOp::Delete(
-                    [("pk".to_string(), AttributeValue::S(i.to_string()))].into(),
-                ))
-            })
+            .map(|i| RawWrite::new(true, &format!(r#"{{"pk":{{"S":"{i}"}}}}"#)))
             .collect()
     }
 
@@ -576,7 +571,7 @@ mod tests {
         fn write_batch<'a>(
             &'a self,
             _: &'a str,
-            mut requests: Vec<WriteRequest>,
+            requests: &'a [RawWrite],
         ) -> BoxFuture<'a, std::result::Result<AttemptOutcome, AttemptError>> {
             Box::pin(async move {
                 tokio::time::sleep(self.latency).await;
@@ -591,7 +586,7 @@ mod tests {
                     taken
                 };
                 self.accepted.lock().unwrap().push((now, taken));
-                let unprocessed = requests.split_off(taken);
+                let unprocessed = requests[taken..].to_vec();
                 Ok(AttemptOutcome {
                     unprocessed,
                     consumed_wcu: taken as f64,

@@ -1,6 +1,8 @@
 //! The target table: DescribeTable checks before anything is written, and the key schema that every
 //! written item must carry.
 
+use std::borrow::Cow;
+
 use aws_sdk_dynamodb::types::{
     AttributeValue, KeyType as DdbKeyType, ScalarAttributeType, TableDescription, TableStatus,
 };
@@ -29,38 +31,92 @@ pub struct KeySchema {
     pub attrs: Vec<KeyAttr>,
 }
 
+/// A key attribute's value, as the key checks see it: from a decoded item ([`KeyValue::of`]) or straight
+/// from a line's JSON ([`crate::decode::scan_line`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeyValue<'a> {
+    S(Cow<'a, str>),
+    /// A number that passed [`crate::decode::validate_number`].
+    N(Cow<'a, str>),
+    B(Cow<'a, [u8]>),
+    /// Any other type, by its descriptor (`BOOL`, `M`...).
+    Other(&'static str),
+}
+
+impl<'a> KeyValue<'a> {
+    pub fn of(value: &'a AttributeValue) -> Self {
+        match value {
+            AttributeValue::S(s) => KeyValue::S(Cow::Borrowed(s)),
+            AttributeValue::N(n) => KeyValue::N(Cow::Borrowed(n)),
+            AttributeValue::B(b) => KeyValue::B(Cow::Borrowed(b.as_ref())),
+            AttributeValue::Bool(_) => KeyValue::Other("BOOL"),
+            AttributeValue::Null(_) => KeyValue::Other("NULL"),
+            AttributeValue::Ss(_) => KeyValue::Other("SS"),
+            AttributeValue::Ns(_) => KeyValue::Other("NS"),
+            AttributeValue::Bs(_) => KeyValue::Other("BS"),
+            AttributeValue::L(_) => KeyValue::Other("L"),
+            AttributeValue::M(_) => KeyValue::Other("M"),
+            _ => KeyValue::Other("an unknown type"),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            KeyValue::S(s) if s.is_empty() => "an empty string".into(),
+            KeyValue::B(b) if b.is_empty() => "an empty binary".into(),
+            KeyValue::S(_) => "of type S".into(),
+            KeyValue::N(_) => "of type N".into(),
+            KeyValue::B(_) => "of type B".into(),
+            KeyValue::Other(tag) => format!("of type {tag}"),
+        }
+    }
+}
+
+/// The values of a write's key attributes, in [`KeySchema::attrs`] order (a key has one or two).
+pub type KeyValues<'a> = [Option<KeyValue<'a>>; 2];
+
 impl KeySchema {
     /// Checks that a write carries the table's key. A delete's `Keys` must hold exactly the key attributes,
     /// because DeleteRequest rejects any other attribute. DynamoDB also rejects empty S and B key values.
     pub fn check(&self, op: &WriteOp) -> std::result::Result<(), String> {
         let item = op.item();
-        for attr in &self.attrs {
-            let Some(value) = item.get(&attr.name) else {
+        let delete_attrs = matches!(op, WriteOp::Delete(_)).then_some(item.len());
+        self.check_values(&self.values_of(item), delete_attrs)
+    }
+
+    /// [`KeySchema::check`] on key values already picked out; `delete_attrs` is the number of attributes
+    /// in a delete's `Keys`, `None` for a put.
+    pub fn check_values(
+        &self,
+        values: &KeyValues<'_>,
+        delete_attrs: Option<usize>,
+    ) -> std::result::Result<(), String> {
+        for (attr, value) in self.attrs.iter().zip(values) {
+            let Some(value) = value else {
                 return Err(format!(
                     "the item has no key attribute {:?} ({:?}); the table's key schema is {self}",
                     attr.name, attr.ty
                 ));
             };
             let ok = match (attr.ty, value) {
-                (KeyType::S, AttributeValue::S(s)) => !s.is_empty(),
-                (KeyType::N, AttributeValue::N(_)) => true,
-                (KeyType::B, AttributeValue::B(b)) => !b.as_ref().is_empty(),
+                (KeyType::S, KeyValue::S(s)) => !s.is_empty(),
+                (KeyType::N, KeyValue::N(_)) => true,
+                (KeyType::B, KeyValue::B(b)) => !b.is_empty(),
                 _ => false,
             };
             if !ok {
                 return Err(format!(
                     "key attribute {:?} is {}, but the table's key schema is {self}",
                     attr.name,
-                    describe_value(value)
+                    value.describe()
                 ));
             }
         }
-        if let WriteOp::Delete(keys) = op
-            && keys.len() != self.attrs.len()
+        if let Some(n) = delete_attrs
+            && n != self.attrs.len()
         {
             return Err(format!(
-                "Keys holds {} attributes but the table's key schema is {self}",
-                keys.len()
+                "Keys holds {n} attributes but the table's key schema is {self}"
             ));
         }
         Ok(())
@@ -69,17 +125,35 @@ impl KeySchema {
     /// A hash of the item's key, for spotting two writes to one key close together. Equal keys always hash
     /// equal; a rare collision only costs an unnecessary ordering barrier. Call after [`KeySchema::check`].
     pub fn key_hash(&self, item: &Item) -> u64 {
+        self.hash_values(&self.values_of(item))
+    }
+
+    /// [`KeySchema::key_hash`] on key values already picked out.
+    pub fn hash_values(&self, values: &KeyValues<'_>) -> u64 {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        for attr in &self.attrs {
-            match item.get(&attr.name) {
-                Some(AttributeValue::S(s)) => s.as_bytes().hash(&mut h),
-                Some(AttributeValue::N(n)) => crate::decode::normalize_number(n).hash(&mut h),
-                Some(AttributeValue::B(b)) => b.as_ref().hash(&mut h),
+        for value in values.iter().take(self.attrs.len()) {
+            match value {
+                Some(KeyValue::S(s)) => s.as_bytes().hash(&mut h),
+                Some(KeyValue::N(n)) => crate::decode::normalize_number(n).hash(&mut h),
+                Some(KeyValue::B(b)) => b.as_ref().hash(&mut h),
                 _ => 0u8.hash(&mut h),
             }
         }
         h.finish()
+    }
+
+    /// The position of `name` in the key, if it is a key attribute.
+    pub fn position(&self, name: &str) -> Option<usize> {
+        self.attrs.iter().position(|a| a.name == name)
+    }
+
+    fn values_of<'a>(&self, item: &'a Item) -> KeyValues<'a> {
+        let mut values = [None, None];
+        for (slot, attr) in values.iter_mut().zip(&self.attrs) {
+            *slot = item.get(&attr.name).map(KeyValue::of);
+        }
+        values
     }
 }
 
@@ -92,24 +166,6 @@ impl std::fmt::Display for KeySchema {
             .map(|(a, role)| format!("{} ({:?}, {role})", a.name, a.ty))
             .collect();
         f.write_str(&parts.join(" + "))
-    }
-}
-
-fn describe_value(v: &AttributeValue) -> &'static str {
-    match v {
-        AttributeValue::S(s) if s.is_empty() => "an empty string",
-        AttributeValue::B(b) if b.as_ref().is_empty() => "an empty binary",
-        AttributeValue::S(_) => "of type S",
-        AttributeValue::N(_) => "of type N",
-        AttributeValue::B(_) => "of type B",
-        AttributeValue::Bool(_) => "of type BOOL",
-        AttributeValue::Null(_) => "of type NULL",
-        AttributeValue::Ss(_) => "of type SS",
-        AttributeValue::Ns(_) => "of type NS",
-        AttributeValue::Bs(_) => "of type BS",
-        AttributeValue::L(_) => "of type L",
-        AttributeValue::M(_) => "of type M",
-        _ => "of an unknown type",
     }
 }
 

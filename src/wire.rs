@@ -1,0 +1,433 @@
+//! BatchWriteItem requests built from the export's own JSON.
+//!
+//! An export line's item is already in DynamoDB's JSON wire format (`{"pk":{"S":"a"},"n":{"N":"1"}}`), so a
+//! write is sent as the bytes of the line it came from, wrapped in `{"PutRequest":{"Item":…}}` or
+//! `{"DeleteRequest":{"Key":…}}`: no `AttributeValue` tree is built and serialised again for every item.
+//! [`crate::decode::scan_line`] has checked the line by the same rules as the decoder that builds the tree.
+//!
+//! The SDK still makes the call ([`crate::write::DynamoWriter`]): it resolves the endpoint, signs the
+//! request (after the body is in place, so the signature covers these bytes) and parses the response.
+//! Unprocessed items come back as SDK values and are turned back into JSON here with [`RawWrite::from_request`].
+
+use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::{Bytes, BytesMut};
+
+use crate::decode::{Item, WriteOp, parse_item};
+
+const PUT: &[u8] = br#"{"PutRequest":{"Item":"#;
+const DELETE: &[u8] = br#"{"DeleteRequest":{"Key":"#;
+const END: &[u8] = b"}}";
+
+/// One element of a BatchWriteItem request's list, as JSON. Usually a slice of a buffer that holds a whole
+/// batch ([`crate::engine::Batcher`]), so a line costs no allocation of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawWrite {
+    json: Bytes,
+    delete: bool,
+}
+
+impl RawWrite {
+    /// A put of `item` or, with `delete`, a delete of the key `item`; `item` is a JSON object of DynamoDB
+    /// attribute values that has been checked ([`crate::decode::scan_line`]).
+    pub fn new(delete: bool, item: &str) -> Self {
+        let mut json = BytesMut::with_capacity(encoded_len(item));
+        encode(&mut json, delete, item);
+        RawWrite {
+            json: json.freeze(),
+            delete,
+        }
+    }
+
+    /// `json` must hold exactly what [`encode`] wrote.
+    pub(crate) fn from_encoded(json: Bytes, delete: bool) -> Self {
+        RawWrite { json, delete }
+    }
+
+    /// The JSON of an SDK request (an unprocessed item DynamoDB handed back).
+    pub fn from_request(request: &WriteRequest) -> Result<Self, String> {
+        let (delete, item) = match (&request.put_request, &request.delete_request) {
+            (Some(put), None) => (false, &put.item),
+            (None, Some(delete)) => (true, &delete.key),
+            _ => {
+                return Err(
+                    "a WriteRequest must hold exactly one of PutRequest and DeleteRequest".into(),
+                );
+            }
+        };
+        let mut json = String::new();
+        write_item(&mut json, item)?;
+        Ok(RawWrite::new(delete, &json))
+    }
+
+    /// A put of an item built in code.
+    pub fn put(item: &Item) -> Result<Self, String> {
+        let mut json = String::new();
+        write_item(&mut json, item)?;
+        Ok(RawWrite::new(false, &json))
+    }
+
+    pub fn is_delete(&self) -> bool {
+        self.delete
+    }
+
+    /// The whole element, `{"PutRequest":{"Item":…}}` or `{"DeleteRequest":{"Key":…}}`.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.json
+    }
+
+    /// The item or key object.
+    pub fn item_json(&self) -> &str {
+        let prefix = if self.delete { DELETE } else { PUT };
+        std::str::from_utf8(&self.json[prefix.len()..self.json.len() - END.len()])
+            .expect("built from a str")
+    }
+
+    /// The write as a decoded item: what the SDK would have been given.
+    pub fn to_op(&self) -> WriteOp {
+        let item = parse_item(self.item_json()).expect("a RawWrite holds checked JSON");
+        if self.delete {
+            WriteOp::Delete(item)
+        } else {
+            WriteOp::Put(item)
+        }
+    }
+
+    /// The write as an SDK request.
+    pub fn to_request(&self) -> WriteRequest {
+        match self.to_op() {
+            WriteOp::Put(item) => WriteRequest::builder()
+                .put_request(
+                    PutRequest::builder()
+                        .set_item(Some(item))
+                        .build()
+                        .expect("item is set"),
+                )
+                .build(),
+            WriteOp::Delete(key) => WriteRequest::builder()
+                .delete_request(
+                    DeleteRequest::builder()
+                        .set_key(Some(key))
+                        .build()
+                        .expect("key is set"),
+                )
+                .build(),
+        }
+    }
+}
+
+/// The length of [`encode`]'s output.
+pub fn encoded_len(item: &str) -> usize {
+    PUT.len().max(DELETE.len()) + item.len() + END.len()
+}
+
+/// Appends the request element for a put of `item`, or with `delete` a delete of the key `item`.
+pub fn encode(out: &mut BytesMut, delete: bool, item: &str) {
+    out.extend_from_slice(if delete { DELETE } else { PUT });
+    out.extend_from_slice(item.as_bytes());
+    out.extend_from_slice(END);
+}
+
+/// The body of a BatchWriteItem call writing `writes` to `table`, asking for consumed capacity by index.
+pub fn batch_body(table: &str, writes: &[RawWrite]) -> Vec<u8> {
+    const HEAD: &[u8] = br#"{"RequestItems":{"#;
+    const TAIL: &[u8] = br#"]},"ReturnConsumedCapacity":"INDEXES"}"#;
+    let len = writes.iter().map(|w| w.json.len() + 1).sum::<usize>();
+    let mut body = Vec::with_capacity(HEAD.len() + table.len() + 4 + len + TAIL.len());
+    body.extend_from_slice(HEAD);
+    serde_json::to_writer(&mut body, table).expect("writing to a Vec");
+    body.extend_from_slice(b":[");
+    for (i, w) in writes.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(&w.json);
+    }
+    body.extend_from_slice(TAIL);
+    body
+}
+
+fn write_item(out: &mut String, item: &Item) -> Result<(), String> {
+    out.push('{');
+    for (i, (name, value)) in item.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_str(out, name);
+        out.push(':');
+        write_value(out, value)?;
+    }
+    out.push('}');
+    Ok(())
+}
+
+fn write_value(out: &mut String, value: &AttributeValue) -> Result<(), String> {
+    let strings = |out: &mut String, tag: &str, items: &mut dyn Iterator<Item = String>| {
+        out.push_str("{\"");
+        out.push_str(tag);
+        out.push_str("\":[");
+        for (i, s) in items.enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            write_str(out, &s);
+        }
+        out.push_str("]}");
+    };
+    match value {
+        AttributeValue::S(s) => tagged_str(out, "S", s),
+        AttributeValue::N(n) => tagged_str(out, "N", n),
+        AttributeValue::B(b) => tagged_str(out, "B", &BASE64.encode(b.as_ref())),
+        AttributeValue::Bool(b) => out.push_str(if *b {
+            r#"{"BOOL":true}"#
+        } else {
+            r#"{"BOOL":false}"#
+        }),
+        AttributeValue::Null(_) => out.push_str(r#"{"NULL":true}"#),
+        AttributeValue::Ss(v) => strings(out, "SS", &mut v.iter().cloned()),
+        AttributeValue::Ns(v) => strings(out, "NS", &mut v.iter().cloned()),
+        AttributeValue::Bs(v) => {
+            strings(out, "BS", &mut v.iter().map(|b| BASE64.encode(b.as_ref())))
+        }
+        AttributeValue::L(v) => {
+            out.push_str(r#"{"L":["#);
+            for (i, e) in v.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_value(out, e)?;
+            }
+            out.push_str("]}");
+        }
+        AttributeValue::M(m) => {
+            out.push_str(r#"{"M":"#);
+            write_item(out, m)?;
+            out.push('}');
+        }
+        other => {
+            return Err(format!(
+                "DynamoDB returned a value this client cannot send back: {other:?}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn tagged_str(out: &mut String, tag: &str, s: &str) {
+    out.push_str("{\"");
+    out.push_str(tag);
+    out.push_str("\":");
+    write_str(out, s);
+    out.push('}');
+}
+
+fn write_str(out: &mut String, s: &str) {
+    out.push_str(&serde_json::to_string(s).expect("a str serialises"));
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader};
+    use std::path::Path;
+    use std::sync::{Arc, Mutex};
+
+    use aws_sdk_dynamodb::types::ReturnConsumedCapacity;
+    use aws_smithy_runtime_api::box_error::BoxError;
+    use aws_smithy_runtime_api::client::interceptors::Intercept;
+    use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+    use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+    use aws_smithy_types::config_bag::ConfigBag;
+    use flate2::read::MultiGzDecoder;
+
+    use super::*;
+    use crate::decode::{decode_line, scan_line};
+    use crate::manifest::ExportType;
+    use crate::synth::{self, SynthSpec};
+    use crate::table::{KeyAttr, KeySchema, KeyType};
+
+    fn pk_sk() -> KeySchema {
+        KeySchema {
+            attrs: vec![
+                KeyAttr {
+                    name: "pk".into(),
+                    ty: KeyType::S,
+                },
+                KeyAttr {
+                    name: "sk".into(),
+                    ty: KeyType::S,
+                },
+            ],
+        }
+    }
+
+    /// Every line of every data file under `dir`, with its export type.
+    fn lines_under(dir: &Path) -> Vec<(ExportType, String)> {
+        let mut out = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for entry in std::fs::read_dir(&d).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if path.extension().is_some_and(|e| e == "gz") {
+                    let reader =
+                        BufReader::new(MultiGzDecoder::new(std::fs::File::open(&path).unwrap()));
+                    for line in reader.lines() {
+                        let line = line.unwrap();
+                        let ty = if line.starts_with(r#"{"Item""#) {
+                            ExportType::Full
+                        } else {
+                            ExportType::Incremental
+                        };
+                        out.push((ty, line));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn corpus() -> Vec<(ExportType, String)> {
+        let dir = tempfile::tempdir().unwrap();
+        synth::generate(dir.path(), &SynthSpec::default()).unwrap();
+        let mut lines = lines_under(dir.path());
+        let real = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/aws-real-export");
+        let real_lines = lines_under(&real);
+        assert!(
+            real_lines.len() > 10,
+            "the real export fixture is missing: {}",
+            real.display()
+        );
+        lines.extend(real_lines);
+        assert!(lines.iter().any(|(t, _)| *t == ExportType::Incremental));
+        lines
+    }
+
+    #[test]
+    fn scanned_lines_are_the_decoded_writes() {
+        let key = pk_sk();
+        let corpus = corpus();
+        let mut deletes = 0;
+        for (ty, line) in &corpus {
+            let op = decode_line(line.as_bytes(), *ty).unwrap();
+            key.check(&op).unwrap();
+            let scanned = scan_line(line.as_bytes(), *ty, &key).unwrap();
+            assert_eq!(scanned.key_hash, key.key_hash(op.item()), "{line}");
+            let raw = RawWrite::new(scanned.delete, scanned.image);
+            assert_eq!(raw.to_op(), op, "{line}");
+            // What DynamoDB hands back unprocessed turns into the same write.
+            assert_eq!(
+                RawWrite::from_request(&raw.to_request()).unwrap().to_op(),
+                op
+            );
+            deletes += usize::from(raw.is_delete());
+        }
+        assert!(deletes > 0, "the corpus has no deletes");
+    }
+
+    type Captured = Vec<(Vec<u8>, Vec<(String, String)>)>;
+
+    /// Records the body and headers of every request as it is about to be sent, after signing.
+    #[derive(Debug, Default, Clone)]
+    struct Capture(Arc<Mutex<Captured>>);
+
+    impl Intercept for Capture {
+        fn name(&self) -> &'static str {
+            "Capture"
+        }
+
+        fn read_before_transmit(
+            &self,
+            context: &BeforeTransmitInterceptorContextRef<'_>,
+            _: &RuntimeComponents,
+            _: &mut ConfigBag,
+        ) -> Result<(), BoxError> {
+            let request = context.request();
+            let headers = request
+                .headers()
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned()))
+                .collect();
+            let body = request.body().bytes().expect("an in-memory body").to_vec();
+            self.0.lock().unwrap().push((body, headers));
+            Ok(())
+        }
+    }
+
+    fn header<'a>(headers: &'a [(String, String)], name: &str) -> &'a str {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_else(|| panic!("no {name} header in {headers:?}"))
+    }
+
+    #[tokio::test]
+    async fn the_raw_body_is_what_the_sdk_would_send_and_is_what_is_signed() {
+        let capture = Capture::default();
+        let mut builder = aws_sdk_dynamodb::Config::builder()
+            .region(aws_sdk_dynamodb::config::Region::new("eu-north-1"))
+            // Nothing listens there: the requests are captured and then fail to connect.
+            .endpoint_url("http://127.0.0.1:9")
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .interceptor(capture.clone());
+        // Fixed clock and credentials: equal requests get equal signatures.
+        builder.apply_test_defaults();
+        let client = aws_sdk_dynamodb::Client::from_conf(builder.build());
+        let writer = crate::write::DynamoWriter::new(&client);
+        let key = pk_sk();
+        let writes: Vec<RawWrite> = corpus()
+            .iter()
+            .map(|(ty, line)| {
+                let s = scan_line(line.as_bytes(), *ty, &key).unwrap();
+                RawWrite::new(s.delete, s.image)
+            })
+            .collect();
+        let (first, second) = (&writes[..25], &writes[25..50]);
+        let table = "t\"able";
+
+        let sdk = client
+            .batch_write_item()
+            .request_items(table, first.iter().map(RawWrite::to_request).collect())
+            .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
+            .send()
+            .await;
+        assert!(sdk.is_err(), "nothing listens on port 9");
+        for batch in [first, second, first] {
+            let raw = crate::write::BatchWriter::write_batch(&writer, table, batch).await;
+            assert!(
+                matches!(raw, Err(crate::write::AttemptError::Transient(_))),
+                "{raw:?}"
+            );
+        }
+
+        let captured = capture.0.lock().unwrap().clone();
+        assert_eq!(captured.len(), 4);
+        let (sdk_body, sdk_headers) = &captured[0];
+        let (raw_body, raw_headers) = &captured[1];
+        assert_eq!(raw_body, &batch_body(table, first));
+        let parse = |b: &[u8]| serde_json::from_slice::<serde_json::Value>(b).unwrap();
+        assert_eq!(parse(raw_body), parse(sdk_body));
+        assert_eq!(
+            header(raw_headers, "content-length"),
+            raw_body.len().to_string()
+        );
+        for (_, headers) in &captured {
+            assert_eq!(
+                header(headers, "x-amz-target"),
+                "DynamoDB_20120810.BatchWriteItem"
+            );
+        }
+        assert_eq!(
+            header(sdk_headers, "content-type"),
+            header(raw_headers, "content-type")
+        );
+        // The placeholder body the SDK serialised was the same for both raw calls; only the bodies put in
+        // its place differ. Different signatures show the signature covers the body that is sent.
+        let signature = |i: usize| header(&captured[i].1, "authorization").to_owned();
+        assert!(signature(1).starts_with("AWS4-HMAC-SHA256 "));
+        assert_eq!(signature(1), signature(3));
+        assert_ne!(signature(1), signature(2));
+    }
+}
