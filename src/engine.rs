@@ -9,8 +9,9 @@
 //! 3. this task, which keeps up to `inflight_batches` BatchWriteItem calls in flight and advances the
 //!    file's low-watermark as they are acknowledged.
 //!
-//! Memory is bounded by `read_ahead × part_size + (2 × inflight_batches + 1) × batch` per file, plus one
-//! line of at most [`MAX_LINE_BYTES`], whatever the file size.
+//! Memory is bounded by the read budget ([`ReadBudget`], shared by all files) plus, per file,
+//! `(2 × inflight_batches + 1) × batch` and one line of at most [`MAX_LINE_BYTES`], whatever the file
+//! size.
 
 use std::collections::{HashSet, VecDeque};
 use std::io::BufRead;
@@ -27,7 +28,7 @@ use crate::checkpoint::{FilePosition, Watermark};
 use crate::decode::{WriteOp, scan_line};
 use crate::error::{DataLocation, Error, Result};
 use crate::manifest::{DataFile, ExportType};
-use crate::source::{HashingReader, ObjectReader, ranged_parts};
+use crate::source::{HashingReader, ObjectReader, ReadBudget, ranged_parts};
 use crate::table::KeySchema;
 use crate::wire::{self, RawWrite};
 use crate::write::{BatchWriter, RetryPolicy, WriteFailure, WriteStats, write_all};
@@ -52,6 +53,8 @@ pub struct Settings {
     /// Learn the table's write capacity from throttling and pace writes just under it
     /// ([`crate::pace`]).
     pub adaptive_rate: bool,
+    /// Compressed bytes read ahead, shared by every file processed with these settings (clones share it).
+    pub read_budget: ReadBudget,
 }
 
 impl Default for Settings {
@@ -63,6 +66,7 @@ impl Default for Settings {
             inflight_batches: 4,
             retry: RetryPolicy::default(),
             adaptive_rate: true,
+            read_budget: ReadBudget::default(),
         }
     }
 }
@@ -231,6 +235,7 @@ impl Engine {
             info,
             self.settings.part_size,
             self.settings.read_ahead,
+            self.settings.read_budget.clone(),
         );
         let fetcher = AbortOnDrop(tokio::spawn(async move {
             pin_mut!(parts);
@@ -935,6 +940,8 @@ mod tests {
                     cap: Duration::from_millis(2),
                 },
                 adaptive_rate: false,
+                // Less than the file: parts wait for earlier ones to be read.
+                read_budget: ReadBudget::new(300),
             },
             stats: Arc::default(),
         };

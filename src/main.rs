@@ -14,6 +14,7 @@ use ddb_pitr::engine::{MAX_BATCH_SIZE, Settings};
 use ddb_pitr::plan::PlanRequest;
 use ddb_pitr::report::RunStatus;
 use ddb_pitr::restore::{self, Clients, RestoreOptions};
+use ddb_pitr::source::ReadBudget;
 use ddb_pitr::worker::{QueueOptions, Worker, WorkerOptions, run_queue};
 use ddb_pitr::write::RetryPolicy;
 
@@ -224,6 +225,10 @@ struct EngineArgs {
     /// Size of each ranged GET.
     #[arg(long, default_value = "1MiB", value_parser = parse_size, help_heading = "Tuning")]
     part_size: u64,
+    /// Compressed bytes read ahead across all data files at once: bounds memory when many files are
+    /// restored in parallel.
+    #[arg(long, default_value = "16MiB", value_parser = parse_size, help_heading = "Tuning")]
+    read_budget: u64,
     /// BatchWriteItem calls in flight per data file.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..), help_heading = "Tuning")]
     inflight_batches: u16,
@@ -248,6 +253,7 @@ impl EngineArgs {
                 ..RetryPolicy::default()
             },
             adaptive_rate: !self.no_adaptive_rate,
+            read_budget: ReadBudget::new(self.read_budget),
         }
     }
 }

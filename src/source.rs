@@ -170,7 +170,61 @@ impl ObjectReader for S3Reader {
     }
 }
 
-/// The object's bytes in order, fetched as `part_size` ranges with up to `read_ahead` requests in flight.
+/// Compressed bytes read ahead of the decoders, across every file of a process: a part holds its share
+/// from before its GET until the decoder has read all of it. With many files in parallel, this bounds the
+/// memory parts take, whatever `read_ahead` each file may use on its own.
+#[derive(Debug, Clone)]
+pub struct ReadBudget {
+    bytes: u64,
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
+impl ReadBudget {
+    /// 16 MiB: sixteen parts of the default size.
+    pub const DEFAULT_BYTES: u64 = 16 * 1024 * 1024;
+
+    pub fn new(bytes: u64) -> Self {
+        let bytes = bytes.max(1);
+        ReadBudget {
+            bytes,
+            permits: Arc::new(tokio::sync::Semaphore::new(
+                usize::try_from(bytes)
+                    .unwrap_or(usize::MAX)
+                    .min(tokio::sync::Semaphore::MAX_PERMITS),
+            )),
+        }
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Waits for `len` bytes of the budget (all of it, for a part larger than the whole budget).
+    async fn take(&self, len: u64) -> tokio::sync::OwnedSemaphorePermit {
+        let n = len.clamp(1, self.bytes);
+        self.permits
+            .clone()
+            .acquire_many_owned(u32::try_from(n).unwrap_or(u32::MAX))
+            .await
+            .expect("the budget's semaphore is never closed")
+    }
+}
+
+impl Default for ReadBudget {
+    fn default() -> Self {
+        ReadBudget::new(Self::DEFAULT_BYTES)
+    }
+}
+
+/// One ranged GET's bytes, with its share of the [`ReadBudget`], given back when the part is dropped.
+pub struct Part {
+    pub bytes: Bytes,
+    _budget: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// The object's bytes in order, fetched as `part_size` ranges with up to `read_ahead` requests in flight,
+/// within `budget`. Parts take their share of the budget in order, so a later part never holds budget
+/// that an earlier one of the same file waits for.
 pub fn ranged_parts(
     reader: Arc<dyn ObjectReader>,
     bucket: String,
@@ -178,7 +232,8 @@ pub fn ranged_parts(
     info: ObjectInfo,
     part_size: u64,
     read_ahead: usize,
-) -> impl Stream<Item = Result<Bytes>> + Send + 'static {
+    budget: ReadBudget,
+) -> impl Stream<Item = Result<Part>> + Send + 'static {
     let part_size = part_size.max(1);
     let ranges = (0..info.size.div_ceil(part_size))
         .map(move |i| i * part_size..((i + 1) * part_size).min(info.size));
@@ -187,9 +242,17 @@ pub fn ranged_parts(
         .map(move |range| {
             let reader = reader.clone();
             let shared = shared.clone();
+            let budget = budget.clone();
             async move {
+                let share = budget.take(range.end - range.start).await;
                 let (bucket, key, etag) = &*shared;
-                reader.get_range(bucket, key, range, etag.as_deref()).await
+                let bytes = reader
+                    .get_range(bucket, key, range, etag.as_deref())
+                    .await?;
+                Ok(Part {
+                    bytes,
+                    _budget: share,
+                })
             }
         })
         .buffered(read_ahead.max(1))
@@ -198,18 +261,21 @@ pub fn ranged_parts(
 /// A blocking [`Read`] over chunks arriving on a channel, hashing and counting the bytes it hands out.
 /// A source failure is kept in `failure` and surfaces as an I/O error of kind `Other`.
 pub struct HashingReader {
-    rx: tokio::sync::mpsc::Receiver<Result<Bytes>>,
+    rx: tokio::sync::mpsc::Receiver<Result<Part>>,
+    /// What is left of the part being read, which keeps its share of the budget until it is all read.
     current: Bytes,
+    _share: Option<tokio::sync::OwnedSemaphorePermit>,
     md5: Md5,
     bytes: u64,
     failure: Arc<Mutex<Option<Error>>>,
 }
 
 impl HashingReader {
-    pub fn new(rx: tokio::sync::mpsc::Receiver<Result<Bytes>>) -> Self {
+    pub fn new(rx: tokio::sync::mpsc::Receiver<Result<Part>>) -> Self {
         HashingReader {
             rx,
             current: Bytes::new(),
+            _share: None,
             md5: Md5::new(),
             bytes: 0,
             failure: Arc::default(),
@@ -236,12 +302,14 @@ impl HashingReader {
 impl Read for HashingReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         while self.current.is_empty() {
+            self._share = None;
             match self.rx.blocking_recv() {
                 None => return Ok(0),
-                Some(Ok(chunk)) => {
-                    self.md5.update(&chunk);
-                    self.bytes += chunk.len() as u64;
-                    self.current = chunk;
+                Some(Ok(part)) => {
+                    self.md5.update(&part.bytes);
+                    self.bytes += part.bytes.len() as u64;
+                    self.current = part.bytes;
+                    self._share = Some(part._budget);
                 }
                 Some(Err(e)) => {
                     let text = e.to_string();
@@ -307,12 +375,45 @@ mod tests {
         let reader: Arc<dyn ObjectReader> =
             Arc::new(MemoryObjects([("k".to_string(), data.clone())].into()));
         let info = reader.head("b", "k").await.unwrap().unwrap();
-        let parts: Vec<Bytes> = ranged_parts(reader, "b".into(), "k".into(), info, 1000, 3)
-            .map(|p| p.unwrap())
-            .collect()
-            .await;
+        let budget = ReadBudget::new(2500);
+        let parts: Vec<Part> = ranged_parts(
+            reader.clone(),
+            "b".into(),
+            "k".into(),
+            info.clone(),
+            1000,
+            3,
+            budget.clone(),
+        )
+        .map(|p| p.unwrap())
+        .take(2)
+        .collect()
+        .await;
+        // Two parts held: the third would not fit in what is left of the budget.
+        assert_eq!(budget.permits.available_permits(), 500);
+        drop(parts);
+        assert_eq!(budget.permits.available_permits(), 2500);
+        let parts: Vec<Part> = ranged_parts(
+            reader,
+            "b".into(),
+            "k".into(),
+            info,
+            1000,
+            3,
+            ReadBudget::new(1_000_000),
+        )
+        .map(|p| p.unwrap())
+        .collect()
+        .await;
         assert_eq!(parts.len(), 11);
-        assert_eq!(parts.concat(), data.to_vec());
+        assert_eq!(
+            parts
+                .iter()
+                .map(|p| &p.bytes[..])
+                .collect::<Vec<_>>()
+                .concat(),
+            data.to_vec()
+        );
 
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         for p in parts {
