@@ -31,9 +31,10 @@ use crate::write::{AttemptError, AttemptOutcome, BatchWriter};
 
 /// The part of a second that may be sent at once under a fixed rate.
 const BURST: Duration = Duration::from_secs(1);
-/// The same once the rate is adaptive: a second's burst right after a cut would be pushed back at once.
-/// A few milliseconds absorb timer granularity.
-const ADAPTIVE_BURST: Duration = Duration::from_millis(20);
+/// Once the rate is adaptive, batches go out one by one at the rate: right after a cut the table has no
+/// burst left, and batches sent back to back would be partly pushed back. This much early absorbs timer
+/// granularity.
+const ADAPTIVE_SLACK: Duration = Duration::from_millis(2);
 /// The longest time one batch's cost may account for.
 const MAX_SPAN: Duration = Duration::from_secs(3600);
 /// The lowest accepted cap: below this, one item would wait minutes.
@@ -221,13 +222,14 @@ impl WcuLimiter {
                 let Some(rate) = self.rate_at(&s, now) else {
                     return cost;
                 };
+                let span = Self::span(cost, rate);
                 let burst = if s.cut.is_some() {
-                    ADAPTIVE_BURST
+                    span + ADAPTIVE_SLACK
                 } else {
                     BURST
                 };
                 let tat = s.tat.max(now);
-                s.tat = tat + Self::span(cost, rate);
+                s.tat = tat + span;
                 (cost, s.tat.checked_sub(burst).unwrap_or(now), s.cuts)
             };
             tokio::time::sleep_until(wait_until).await;
