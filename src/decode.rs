@@ -78,7 +78,8 @@ pub fn scan_line<'a>(
         && let Some(item) = line
             .strip_prefix(br#"{"Item":"#)
             .and_then(|rest| rest.strip_suffix(b"}"))
-        && let Ok(item) = std::str::from_utf8(item)
+        // The check of the whole line's UTF-8, vectorised: a visible share of the line's cost with std's.
+        && let Ok(item) = simdutf8::basic::from_utf8(item)
         && let Ok(scanned) = scan_image(line, Kind::Put, item, None, key)
     {
         return Ok(scanned);
