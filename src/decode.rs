@@ -891,7 +891,7 @@ pub fn validate_number(s: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::table::{KeyAttr, KeyType};
+    use crate::table::KeyType;
 
     fn s(v: &str) -> AttributeValue {
         AttributeValue::S(v.into())
@@ -991,18 +991,6 @@ mod tests {
         assert!(err.contains("(column "), "{err}");
     }
 
-    fn key(types: &[(&str, KeyType)]) -> KeySchema {
-        KeySchema {
-            attrs: types
-                .iter()
-                .map(|(name, ty)| KeyAttr {
-                    name: (*name).into(),
-                    ty: *ty,
-                })
-                .collect(),
-        }
-    }
-
     /// `decode_line` followed by the key check: what `scan_line` must agree with.
     fn decode_and_check(line: &[u8], ty: ExportType, key: &KeySchema) -> Result<WriteOp, String> {
         let op = decode_line(line, ty)?;
@@ -1013,9 +1001,9 @@ mod tests {
     #[test]
     fn scan_line_refuses_what_decode_line_refuses_with_the_same_words() {
         use ExportType::{Full, Incremental};
-        let pk = key(&[("pk", KeyType::S)]);
-        let pk_sk = key(&[("pk", KeyType::S), ("sk", KeyType::N)]);
-        let bin = key(&[("pk", KeyType::B)]);
+        let pk = KeySchema::of(&[("pk", KeyType::S)]);
+        let pk_sk = KeySchema::of(&[("pk", KeyType::S), ("sk", KeyType::N)]);
+        let bin = KeySchema::of(&[("pk", KeyType::B)]);
         let cases: &[(&str, ExportType, &KeySchema)] = &[
             (r#"{"Item":{"pk":{"S":"1"}}"#, Full, &pk),
             (r#"{"Item":{"pk":{"X":"1"}}}"#, Full, &pk),
@@ -1153,8 +1141,8 @@ mod tests {
     #[test]
     fn scan_line_accepts_what_decode_line_accepts() {
         use ExportType::{Full, Incremental};
-        let pk = key(&[("pk", KeyType::S)]);
-        let n_key = key(&[("id", KeyType::N), ("b", KeyType::B)]);
+        let pk = KeySchema::of(&[("pk", KeyType::S)]);
+        let n_key = KeySchema::of(&[("id", KeyType::N), ("b", KeyType::B)]);
         let cases: &[(&str, ExportType, &KeySchema)] = &[
             (r#"{"Item":{"pk":{"S":"1"}},"Extra":{"x":1}}"#, Full, &pk),
             (r#"{"Item":{"pk":{"S":"1"}} }"#, Full, &pk),

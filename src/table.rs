@@ -143,6 +143,20 @@ impl KeySchema {
         h.finish()
     }
 
+    /// A key schema from (name, type) pairs, partition key first.
+    #[cfg(test)]
+    pub(crate) fn of(attrs: &[(&str, KeyType)]) -> Self {
+        KeySchema {
+            attrs: attrs
+                .iter()
+                .map(|(name, ty)| KeyAttr {
+                    name: (*name).into(),
+                    ty: *ty,
+                })
+                .collect(),
+        }
+    }
+
     /// The position of `name` in the key, if it is a key attribute.
     pub fn position(&self, name: &str) -> Option<usize> {
         self.attrs.iter().position(|a| a.name == name)

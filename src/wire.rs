@@ -244,21 +244,10 @@ mod tests {
     use crate::decode::{decode_line, scan_line};
     use crate::manifest::ExportType;
     use crate::synth::{self, SynthSpec};
-    use crate::table::{KeyAttr, KeySchema, KeyType};
+    use crate::table::{KeySchema, KeyType};
 
     fn pk_sk() -> KeySchema {
-        KeySchema {
-            attrs: vec![
-                KeyAttr {
-                    name: "pk".into(),
-                    ty: KeyType::S,
-                },
-                KeyAttr {
-                    name: "sk".into(),
-                    ty: KeyType::S,
-                },
-            ],
-        }
+        KeySchema::of(&[("pk", KeyType::S), ("sk", KeyType::S)])
     }
 
     /// Every line of every data file under `dir`, with its export type.
