@@ -26,6 +26,8 @@ use smallvec::SmallVec;
 use crate::manifest::ExportType;
 use crate::table::{KeySchema, KeyValue, KeyValues};
 
+mod fast;
+
 pub type Item = HashMap<String, AttributeValue>;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -80,12 +82,39 @@ pub fn scan_line<'a>(
             .and_then(|rest| rest.strip_suffix(b"}"))
         // The check of the whole line's UTF-8, vectorised: a visible share of the line's cost with std's.
         && let Ok(item) = simdutf8::basic::from_utf8(item)
-        && let Ok(scanned) = scan_image(line, Kind::Put, item, None, key)
     {
-        return Ok(scanned);
+        // Compact items with plain strings, byte by byte; then serde_json's visitor.
+        if let Some((values, _)) = fast::scan_item(item, key)
+            && key.check_values(&values, None).is_ok()
+        {
+            return Ok(Scanned {
+                delete: false,
+                image: item,
+                key_hash: key.hash_values(&values),
+            });
+        }
+        if let Ok(scanned) = scan_image(line, Kind::Put, item, None, key) {
+            return Ok(scanned);
+        }
     }
     let (kind, image, keys) = select(read_record(line, RawSeed)?, export_type)?;
     scan_image(line, kind, image.get(), keys.map(RawValue::get), key)
+}
+
+/// Key values and the number of attributes of a checked item.
+#[cfg(test)]
+pub(crate) type Checked<'a> = (KeyValues<'a>, usize);
+
+/// The fast check of a FULL item, and the serde check of the same item, for tests that the first accepts
+/// nothing the second refuses.
+#[cfg(test)]
+pub(crate) fn both_checks<'a>(
+    item: &'a str,
+    key: &KeySchema,
+) -> (Option<Checked<'a>>, Result<Checked<'a>, String>) {
+    let fast = fast::scan_item(item, key);
+    let serde = check_json(item.as_bytes(), item, Some(key)).map(|f| (f.values, f.count));
+    (fast, serde)
 }
 
 /// Checks the item or `Keys` (and the `Keys` of an incremental put), slices of `line`, and the key.
@@ -283,8 +312,12 @@ impl<'de> Visitor<'de> for ImageCheck<'_> {
         };
         let mut names = Names::default();
         while let Some(Name(name)) = map.next_key()? {
-            match self.key.and_then(|k| k.position(&name)) {
-                Some(i) => found.values[i] = Some(map.next_value_seed(KeyValueSeed)?),
+            match self
+                .key
+                .and_then(|k| k.position(&name))
+                .and_then(|i| found.values.get_mut(i))
+            {
+                Some(slot) => *slot = Some(map.next_value_seed(KeyValueSeed)?),
                 None => map.next_value_seed(CheckValue)?,
             }
             names.push(name);
@@ -761,21 +794,28 @@ fn bad_base64<E: de::Error>(v: &str, e: base64::DecodeError) -> E {
     ))
 }
 
-/// [`BinarySeed`]'s check without keeping the bytes: decodes into a reused buffer.
+/// [`BinarySeed`]'s check without keeping the bytes.
 fn check_base64<E: de::Error>(v: &str) -> Result<(), E> {
+    if base64_ok(v) {
+        Ok(())
+    } else {
+        // The same message as BinarySeed's.
+        Err(bad_base64(
+            v,
+            BASE64.decode(v).expect_err("base64_ok refused it"),
+        ))
+    }
+}
+
+/// Whether [`BinarySeed`] accepts `v`; decodes into a reused buffer (always large enough, so it fails only
+/// where decoding would).
+fn base64_ok(v: &str) -> bool {
     thread_local! {
         static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
     SCRATCH.with_borrow_mut(|buf| {
         buf.resize(base64::decoded_len_estimate(v.len()), 0);
-        match BASE64.decode_slice(v, buf) {
-            Ok(_) => Ok(()),
-            // The same message as BinarySeed's (the slice is always large enough).
-            Err(_) => Err(bad_base64(
-                v,
-                BASE64.decode(v).expect_err("decode_slice failed"),
-            )),
-        }
+        BASE64.decode_slice(v, buf).is_ok()
     })
 }
 
