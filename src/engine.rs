@@ -694,6 +694,9 @@ pub struct Batcher {
     recent_cap: usize,
 }
 
+/// The most a batch's buffer reserves up front; it grows past that for large items.
+const BATCH_RESERVE: usize = 256 * 1024;
+
 /// Key hashes ([`KeySchema::key_hash`]) are already well mixed: the set uses them as they are.
 type KeySet = HashSet<u64, std::hash::BuildHasherDefault<KeyHashHasher>>;
 
@@ -755,8 +758,10 @@ impl Batcher {
             self.barrier = true;
         }
         if self.ends.is_empty() {
-            // Room for a batch of lines like this one, so that one batch is one allocation.
-            self.buf.reserve(wire::encoded_len(image) * self.max);
+            // Room for a batch of lines like this one, so that one batch is usually one allocation; not more
+            // than BATCH_RESERVE, so that one huge first line does not size every batch after it.
+            self.buf
+                .reserve((wire::encoded_len(image) * self.max).min(BATCH_RESERVE));
         }
         wire::encode(&mut self.buf, delete, image);
         self.ends.push((self.buf.len(), delete));

@@ -219,7 +219,7 @@ impl Default for ReadBudget {
 /// One ranged GET's bytes, with its share of the [`ReadBudget`], given back when the part is dropped.
 pub struct Part {
     pub bytes: Bytes,
-    _budget: tokio::sync::OwnedSemaphorePermit,
+    budget: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// The object's bytes in order, fetched as `part_size` ranges with up to `read_ahead` requests in flight,
@@ -251,7 +251,7 @@ pub fn ranged_parts(
                     .await?;
                 Ok(Part {
                     bytes,
-                    _budget: share,
+                    budget: share,
                 })
             }
         })
@@ -264,7 +264,7 @@ pub struct HashingReader {
     rx: tokio::sync::mpsc::Receiver<Result<Part>>,
     /// What is left of the part being read, which keeps its share of the budget until it is all read.
     current: Bytes,
-    _share: Option<tokio::sync::OwnedSemaphorePermit>,
+    share: Option<tokio::sync::OwnedSemaphorePermit>,
     md5: Md5,
     bytes: u64,
     failure: Arc<Mutex<Option<Error>>>,
@@ -275,7 +275,7 @@ impl HashingReader {
         HashingReader {
             rx,
             current: Bytes::new(),
-            _share: None,
+            share: None,
             md5: Md5::new(),
             bytes: 0,
             failure: Arc::default(),
@@ -302,14 +302,14 @@ impl HashingReader {
 impl Read for HashingReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         while self.current.is_empty() {
-            self._share = None;
+            self.share = None;
             match self.rx.blocking_recv() {
                 None => return Ok(0),
                 Some(Ok(part)) => {
                     self.md5.update(&part.bytes);
                     self.bytes += part.bytes.len() as u64;
                     self.current = part.bytes;
-                    self._share = Some(part._budget);
+                    self.share = Some(part.budget);
                 }
                 Some(Err(e)) => {
                     let text = e.to_string();
@@ -320,6 +320,10 @@ impl Read for HashingReader {
         }
         let n = buf.len().min(self.current.len());
         buf[..n].copy_from_slice(&self.current.split_to(n));
+        if self.current.is_empty() {
+            // Read whole: its share of the budget goes back now, not at the next read.
+            self.share = None;
+        }
         Ok(n)
     }
 }

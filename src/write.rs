@@ -118,8 +118,8 @@ tokio::task_local! {
 }
 
 /// Replaces the body the SDK serialised with the task's [`BODY`], before signing, so the signature covers
-/// what is sent. Requests sent outside a `BODY` scope are left alone. One interceptor on the client, rather
-/// than one added to every call, keeps the per-call cost of the SDK's set-up down.
+/// what is sent; a request sent outside a `BODY` scope fails. One interceptor on the client, rather than one
+/// added to every call, keeps the per-call cost of the SDK's set-up down.
 #[derive(Debug)]
 struct RawBody;
 
@@ -134,13 +134,16 @@ impl Intercept for RawBody {
         _: &RuntimeComponents,
         _: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        if let Ok(body) = BODY.try_with(bytes::Bytes::clone) {
-            let request = context.request_mut();
-            request
-                .headers_mut()
-                .insert("content-length", body.len().to_string());
-            *request.body_mut() = SdkBody::from(body);
-        }
+        // Only write_batch sends through this client, always inside a BODY scope: without one, the request
+        // would go out with no items.
+        let body = BODY.try_with(bytes::Bytes::clone).map_err(
+            |_| "BatchWriteItem sent without a body (outside DynamoWriter::write_batch)",
+        )?;
+        let request = context.request_mut();
+        request
+            .headers_mut()
+            .insert("content-length", body.len().to_string());
+        *request.body_mut() = SdkBody::from(body);
         Ok(())
     }
 }
