@@ -644,6 +644,22 @@ enum TypeTag {
 }
 
 impl TypeTag {
+    fn from_name(name: &str) -> Option<TypeTag> {
+        Some(match name {
+            "S" => TypeTag::S,
+            "N" => TypeTag::N,
+            "B" => TypeTag::B,
+            "BOOL" => TypeTag::Bool,
+            "NULL" => TypeTag::Null,
+            "SS" => TypeTag::Ss,
+            "NS" => TypeTag::Ns,
+            "BS" => TypeTag::Bs,
+            "L" => TypeTag::L,
+            "M" => TypeTag::M,
+            _ => return None,
+        })
+    }
+
     fn name(self) -> &'static str {
         match self {
             TypeTag::S => "S",
@@ -669,22 +685,10 @@ impl<'de> serde::Deserialize<'de> for TypeTag {
                 f.write_str("a DynamoDB type descriptor")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<TypeTag, E> {
-                Ok(match v {
-                    "S" => TypeTag::S,
-                    "N" => TypeTag::N,
-                    "B" => TypeTag::B,
-                    "BOOL" => TypeTag::Bool,
-                    "NULL" => TypeTag::Null,
-                    "SS" => TypeTag::Ss,
-                    "NS" => TypeTag::Ns,
-                    "BS" => TypeTag::Bs,
-                    "L" => TypeTag::L,
-                    "M" => TypeTag::M,
-                    other => {
-                        return Err(E::custom(format!(
-                            "unknown type descriptor {other:?}; expected one of S, N, B, BOOL, NULL, SS, NS, BS, L, M"
-                        )));
-                    }
+                TypeTag::from_name(v).ok_or_else(|| {
+                    E::custom(format!(
+                        "unknown type descriptor {v:?}; expected one of S, N, B, BOOL, NULL, SS, NS, BS, L, M"
+                    ))
                 })
             }
         }

@@ -114,7 +114,7 @@ impl<'a> Cursor<'a> {
     /// `{"T": value}`; the key value it is when it can be one.
     fn value(&mut self, depth: usize) -> Option<KeyValue<'a>> {
         self.eat(b'{')?;
-        let tag = tag(self.plain()?)?;
+        let tag = TypeTag::from_name(self.plain()?)?;
         self.eat(b':')?;
         let value = match tag {
             TypeTag::S => match self.string()? {
@@ -235,22 +235,6 @@ fn needs_a_look(word: u64) -> bool {
         | below(word ^ (ONES * u64::from(b'"')), 1)
         | below(word ^ (ONES * u64::from(b'\\')), 1))
         != 0
-}
-
-fn tag(text: &str) -> Option<TypeTag> {
-    Some(match text {
-        "S" => TypeTag::S,
-        "N" => TypeTag::N,
-        "B" => TypeTag::B,
-        "BOOL" => TypeTag::Bool,
-        "NULL" => TypeTag::Null,
-        "SS" => TypeTag::Ss,
-        "NS" => TypeTag::Ns,
-        "BS" => TypeTag::Bs,
-        "L" => TypeTag::L,
-        "M" => TypeTag::M,
-        _ => return None,
-    })
 }
 
 /// `\uXXXX` at the start of `s`, or a surrogate pair of them: the character and the bytes it took. A lone
