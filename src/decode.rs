@@ -365,6 +365,11 @@ impl<'de> Names<'de> {
 
     /// The number of names, or the error for a repeated one.
     fn check<E: de::Error>(mut self) -> Result<usize, E> {
+        self.distinct().ok_or_else(duplicate_name)
+    }
+
+    /// The number of names if none is repeated.
+    fn distinct(&mut self) -> Option<usize> {
         let n = self.0.len();
         let repeated = if n <= 16 {
             (1..n).any(|i| self.0[..i].contains(&self.0[i]))
@@ -372,10 +377,7 @@ impl<'de> Names<'de> {
             self.0.sort_unstable();
             self.0.windows(2).any(|w| w[0] == w[1])
         };
-        if repeated {
-            return Err(duplicate_name());
-        }
-        Ok(n)
+        (!repeated).then_some(n)
     }
 }
 

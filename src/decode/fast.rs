@@ -9,9 +9,8 @@ use std::borrow::Cow;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use smallvec::SmallVec;
 
-use super::{TypeTag, validate_number};
+use super::{Names, TypeTag, validate_number};
 use crate::table::{KeySchema, KeyValue, KeyValues};
 
 /// DynamoDB allows 32 levels of nesting.
@@ -193,7 +192,7 @@ impl<'a> Cursor<'a> {
         mut key: Option<(&KeySchema, &mut KeyValues<'a>)>,
     ) -> Option<usize> {
         self.eat(b'{')?;
-        let mut names: SmallVec<[Cow<'a, str>; 16]> = SmallVec::new();
+        let mut names = Names::default();
         if self.eat(b'}').is_none() {
             loop {
                 let name = match self.string()? {
@@ -214,14 +213,7 @@ impl<'a> Cursor<'a> {
                 self.eat(b',')?;
             }
         }
-        let n = names.len();
-        let repeated = if n <= 16 {
-            (1..n).any(|i| names[..i].contains(&names[i]))
-        } else {
-            names.sort_unstable();
-            names.windows(2).any(|w| w[0] == w[1])
-        };
-        (!repeated).then_some(n)
+        names.distinct()
     }
 }
 
