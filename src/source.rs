@@ -183,20 +183,15 @@ impl ReadBudget {
     /// 16 MiB: sixteen parts of the default size.
     pub const DEFAULT_BYTES: u64 = 16 * 1024 * 1024;
 
+    /// A budget of `bytes` (at least one; at most what a semaphore can count).
     pub fn new(bytes: u64) -> Self {
-        let bytes = bytes.max(1);
+        let permits = usize::try_from(bytes)
+            .unwrap_or(usize::MAX)
+            .clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
         ReadBudget {
-            bytes,
-            permits: Arc::new(tokio::sync::Semaphore::new(
-                usize::try_from(bytes)
-                    .unwrap_or(usize::MAX)
-                    .min(tokio::sync::Semaphore::MAX_PERMITS),
-            )),
+            bytes: permits as u64,
+            permits: Arc::new(tokio::sync::Semaphore::new(permits)),
         }
-    }
-
-    pub fn bytes(&self) -> u64 {
-        self.bytes
     }
 
     /// Waits for `len` bytes of the budget (all of it, for a part larger than the whole budget).

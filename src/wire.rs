@@ -56,16 +56,18 @@ impl RawWrite {
                 );
             }
         };
-        let mut json = String::new();
-        write_item(&mut json, item)?;
-        Ok(RawWrite::new(delete, &json))
+        Self::of_item(delete, item)
     }
 
     /// A put of an item built in code.
     pub fn put(item: &Item) -> Result<Self, String> {
+        Self::of_item(false, item)
+    }
+
+    fn of_item(delete: bool, item: &Item) -> Result<Self, String> {
         let mut json = String::new();
         write_item(&mut json, item)?;
-        Ok(RawWrite::new(false, &json))
+        Ok(RawWrite::new(delete, &json))
     }
 
     pub fn is_delete(&self) -> bool {
