@@ -39,27 +39,25 @@ pub async fn start(config: Config) -> Harness {
     }
 }
 
-pub async fn client(url: &str) -> Client {
-    let conf = aws_config::defaults(BehaviorVersion::latest())
+/// Configuration for `url`: one region, fake credentials, SDK retries off.
+async fn sdk_config(url: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
         .endpoint_url(url)
         .retry_config(RetryConfig::disabled())
         .load()
-        .await;
-    Client::new(&conf)
+        .await
+}
+
+pub async fn client(url: &str) -> Client {
+    Client::new(&sdk_config(url).await)
 }
 
 /// An S3 client for `url` as ddb-pitr makes one for an emulator: path-style, fake credentials (SDK
 /// retries off).
 pub async fn s3_client(url: &str) -> aws_sdk_s3::Client {
-    let conf = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
-        .endpoint_url(url)
-        .retry_config(RetryConfig::disabled())
-        .load()
-        .await;
+    let conf = sdk_config(url).await;
     aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(&conf)
             .force_path_style(true)
