@@ -1,0 +1,875 @@
+//! [`DynamoWriter`]: BatchWriteItem sent with the SDK's own parts, without its per-call orchestrator.
+//!
+//! A restore makes one call per 25 items, and the SDK's orchestrator (config layers, a dozen interceptors,
+//! endpoint rules, retry classifiers) cost about as much CPU per call as checking the 25 items. So the writer
+//! asks the client once for what a call needs, and then makes each call itself:
+//!
+//! - **Once** ([`Probe`]): one BatchWriteItem goes through the client with an interceptor that, just
+//!   before signing, keeps the request the SDK built (URI and headers), the endpoint it resolved, its SigV4
+//!   signing configuration and the client's runtime components, then ends the call before anything is sent.
+//!   The endpoint (endpoint URL, FIPS, dual-stack, account-based endpoints) and headers are the SDK's.
+//! - **Every call**: the credentials come from the client's identity cache, which refreshes them as the
+//!   SDK does; the client's SigV4 signer signs the body that is sent; the client's HTTP connector sends it
+//!   (same connection pool, TLS, connect and read timeouts); the attempt timeout is the client's, 60 s unless
+//!   it has one. The answer is read here: `UnprocessedItems` stay the JSON DynamoDB sent, and an error is
+//!   named by its `__type` as the SDK's JSON error parser names it.
+//!
+//! The SDK's retries are not used: [`crate::write::write_all`] counts and paces every attempt. The tests
+//! below check that a request sent this way is byte for byte the one the SDK sends for the same body,
+//! signature included.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_runtime::auth::SigV4OperationSigningConfig;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::auth::{AuthScheme, AuthSchemeEndpointConfig, AuthSchemeId};
+use aws_smithy_runtime_api::client::http::{HttpClient, HttpConnector, HttpConnectorSettings};
+use aws_smithy_runtime_api::client::http::{SharedHttpClient, SharedHttpConnector};
+use aws_smithy_runtime_api::client::identity::{ResolveCachedIdentity, SharedIdentityResolver};
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextMut;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_runtime_api::http::{Headers, Request as HttpRequest};
+use aws_smithy_types::body::SdkBody;
+use aws_smithy_types::byte_stream::ByteStream;
+use aws_smithy_types::config_bag::{ConfigBag, Layer};
+use aws_smithy_types::endpoint::Endpoint;
+use aws_smithy_types::timeout::TimeoutConfig;
+use aws_types::SigningName;
+use aws_types::region::SigningRegion;
+use futures::future::BoxFuture;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::{ATTEMPT_TIMEOUT, AttemptError, AttemptOutcome, BatchWriter, THROTTLING_CODES};
+use crate::wire::{RawWrite, batch_body};
+
+/// DynamoDB signs with SigV4 only.
+const SCHEME: AuthSchemeId = aws_runtime::auth::sigv4::SCHEME_ID;
+
+/// Headers of the probe's request that belong to one call, not to every call.
+const PER_CALL_HEADERS: [&str; 4] = [
+    "content-length",
+    "amz-sdk-invocation-id",
+    "amz-sdk-request",
+    "x-amzn-trace-id",
+];
+
+/// [`BatchWriter`] over DynamoDB's HTTP API with the parts of an SDK client (see the module's notes).
+pub struct DynamoWriter {
+    client: aws_sdk_dynamodb::Client,
+    attempt_timeout: Duration,
+    parts: tokio::sync::OnceCell<Parts>,
+}
+
+/// What every call takes from the client.
+#[derive(Debug)]
+struct Parts {
+    components: RuntimeComponents,
+    connector: SharedHttpConnector,
+    identity: SharedIdentityResolver,
+    endpoint: Endpoint,
+    /// Holds the operation's signing configuration, which the signer reads.
+    signing: ConfigBag,
+    uri: String,
+    headers: Headers,
+}
+
+impl DynamoWriter {
+    /// A writer that sends through the parts of `client` (its retry configuration is not used).
+    pub fn new(client: &aws_sdk_dynamodb::Client) -> Self {
+        let attempt_timeout = client
+            .config()
+            .timeout_config()
+            .and_then(TimeoutConfig::operation_attempt_timeout)
+            .unwrap_or(ATTEMPT_TIMEOUT);
+        let config = client
+            .config()
+            .to_builder()
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .build();
+        DynamoWriter {
+            client: aws_sdk_dynamodb::Client::from_conf(config),
+            attempt_timeout,
+            parts: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// The client's parts, from one probe call the first time (again after a probe that failed).
+    async fn parts(&self) -> Result<&Parts, AttemptError> {
+        self.parts
+            .get_or_try_init(|| async {
+                let probe = Probe::default();
+                let result = self
+                    .client
+                    .batch_write_item()
+                    .request_items("probe", Vec::new())
+                    .customize()
+                    .interceptor(probe.clone())
+                    .send()
+                    .await;
+                let taken = probe.0.lock().expect("probe").take();
+                match (taken, result) {
+                    (Some(Ok(parts)), _) => Ok(parts),
+                    (Some(Err(e)), _) => Err(AttemptError::Rejected(format!(
+                        "BatchWriteItem cannot be sent with this client: {e}"
+                    ))),
+                    (None, Err(e)) => Err(super::classify(&e)),
+                    (None, Ok(_)) => Err(AttemptError::Rejected(
+                        "the BatchWriteItem probe was sent instead of stopped".into(),
+                    )),
+                }
+            })
+            .await
+    }
+
+    async fn call(&self, table: &str, body: bytes::Bytes) -> Result<AttemptOutcome, AttemptError> {
+        let parts = self.parts().await?;
+        let identity = parts
+            .components
+            .identity_cache()
+            .resolve_cached_identity(parts.identity.clone(), &parts.components, &parts.signing)
+            .await
+            .map_err(|e| AttemptError::Transient(format!("credentials: {}", chain(&*e))))?;
+        let mut request = HttpRequest::new(SdkBody::from(body.clone()));
+        let invalid = |e: &dyn std::fmt::Display| {
+            AttemptError::Rejected(format!("BatchWriteItem request: {e}"))
+        };
+        request.set_method("POST").map_err(|e| invalid(&e))?;
+        request
+            .set_uri(parts.uri.as_str())
+            .map_err(|e| invalid(&e))?;
+        *request.headers_mut() = parts.headers.clone();
+        request
+            .headers_mut()
+            .insert("content-length", body.len().to_string());
+        trace_header(&mut request);
+        let scheme = parts
+            .components
+            .auth_scheme(SCHEME)
+            .ok_or_else(|| AttemptError::Rejected("the client has no SigV4 auth scheme".into()))?;
+        scheme
+            .signer()
+            .sign_http_request(
+                &mut request,
+                &identity,
+                endpoint_auth_config(&parts.endpoint).map_err(AttemptError::Rejected)?,
+                &parts.components,
+                &parts.signing,
+            )
+            .map_err(|e| AttemptError::Rejected(format!("signing: {}", chain(&*e))))?;
+
+        let exchange = async {
+            let response =
+                parts.connector.call(request).await.map_err(|e| {
+                    AttemptError::Transient(format!("dispatch failure: {}", chain(&e)))
+                })?;
+            let status = response.status().as_u16();
+            let request_id = response
+                .headers()
+                .get("x-amzn-requestid")
+                .map(str::to_owned);
+            let error_type = response
+                .headers()
+                .get("x-amzn-errortype")
+                .map(str::to_owned);
+            let body = ByteStream::new(response.into_body())
+                .collect()
+                .await
+                .map_err(|e| AttemptError::Transient(format!("reading the answer: {}", chain(&e))))?
+                .into_bytes();
+            Ok((status, request_id, error_type, body))
+        };
+        let (status, request_id, error_type, answer) =
+            tokio::time::timeout(self.attempt_timeout, exchange)
+                .await
+                .map_err(|_| {
+                    AttemptError::Transient(format!(
+                        "BatchWriteItem timed out after {:?}",
+                        self.attempt_timeout
+                    ))
+                })??;
+        if (200..300).contains(&status) {
+            parse_output(table, &answer)
+        } else {
+            Err(parse_error(
+                status,
+                error_type.as_deref(),
+                request_id.as_deref(),
+                &answer,
+            ))
+        }
+    }
+}
+
+impl BatchWriter for DynamoWriter {
+    fn write_batch<'a>(
+        &'a self,
+        table: &'a str,
+        requests: &'a [RawWrite],
+    ) -> BoxFuture<'a, Result<AttemptOutcome, AttemptError>> {
+        let body = bytes::Bytes::from(batch_body(table, requests));
+        Box::pin(self.call(table, body))
+    }
+}
+
+/// An error and its sources, `: `-separated.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    aws_smithy_types::error::display::DisplayErrorContext(e).to_string()
+}
+
+/// In a Lambda function, the invocation's X-Ray trace id, as the SDK's recursion-detection interceptor
+/// adds it (the probe's copy belonged to another invocation).
+fn trace_header(request: &mut HttpRequest) {
+    if std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_none() {
+        return;
+    }
+    if let Ok(trace) = std::env::var("_X_AMZN_TRACE_ID") {
+        let _ = request.headers_mut().try_insert("x-amzn-trace-id", trace);
+    }
+}
+
+/// The endpoint's configuration of the SigV4 scheme, found as the SDK finds it: typed auth schemes first,
+/// then the `authSchemes` property; none is fine.
+fn endpoint_auth_config(endpoint: &Endpoint) -> Result<AuthSchemeEndpointConfig<'_>, String> {
+    let typed = endpoint.auth_schemes();
+    if !typed.is_empty() {
+        return typed
+            .iter()
+            .find(|s| s.name() == SCHEME.inner())
+            .map(AuthSchemeEndpointConfig::from_typed)
+            .ok_or_else(|| "the endpoint offers no SigV4 configuration".into());
+    }
+    use aws_smithy_types::Document;
+    match endpoint.properties().get("authSchemes") {
+        None => Ok(AuthSchemeEndpointConfig::empty()),
+        Some(Document::Array(schemes)) => schemes
+            .iter()
+            .find(|s| match s {
+                Document::Object(o) => {
+                    matches!(o.get("name"), Some(Document::String(n)) if n == SCHEME.inner())
+                }
+                _ => false,
+            })
+            .map(AuthSchemeEndpointConfig::from)
+            .ok_or_else(|| "the endpoint offers no SigV4 configuration".into()),
+        Some(_) => Err("the endpoint's authSchemes is not a list".into()),
+    }
+}
+
+/// Keeps the client's parts at the last step before signing, then ends the call.
+#[derive(Debug, Default, Clone)]
+struct Probe(Arc<Mutex<Option<Result<Parts, String>>>>);
+
+/// The error that ends the probe call (it is never seen: the parts are taken instead).
+const PROBE_DONE: &str = "probe done: the request is not sent";
+
+impl Intercept for Probe {
+    fn name(&self) -> &'static str {
+        "DynamoWriterProbe"
+    }
+
+    fn modify_before_signing(
+        &self,
+        context: &mut BeforeTransmitInterceptorContextMut<'_>,
+        components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let parts = probe_parts(context, components, cfg);
+        *self.0.lock().expect("probe") = Some(parts);
+        Err(PROBE_DONE.into())
+    }
+}
+
+fn probe_parts(
+    context: &BeforeTransmitInterceptorContextMut<'_>,
+    components: &RuntimeComponents,
+    cfg: &ConfigBag,
+) -> Result<Parts, String> {
+    let endpoint = cfg
+        .load::<Endpoint>()
+        .ok_or("the SDK resolved no endpoint")?
+        .clone();
+    let scheme = components
+        .auth_scheme(SCHEME)
+        .ok_or("the client has no SigV4 auth scheme")?;
+    let identity = scheme
+        .identity_resolver(components)
+        .ok_or("the client has no credentials provider")?;
+    let http: SharedHttpClient = components
+        .http_client()
+        .ok_or("the client has no HTTP client")?;
+    let mut settings = HttpConnectorSettings::builder();
+    if let Some(t) = cfg.load::<TimeoutConfig>() {
+        settings.set_connect_timeout(t.connect_timeout());
+        settings.set_read_timeout(t.read_timeout());
+    }
+    let connector = http.http_connector(&settings.build(), components);
+    // What the SigV4 signer reads from the operation's configuration.
+    let mut layer = Layer::new("DynamoWriter signing");
+    layer.store_put(
+        cfg.load::<SigV4OperationSigningConfig>()
+            .ok_or("the client has no SigV4 signing configuration")?
+            .clone(),
+    );
+    if let Some(name) = cfg.load::<SigningName>() {
+        layer.store_put(name.clone());
+    }
+    if let Some(region) = cfg.load::<SigningRegion>() {
+        layer.store_put(region.clone());
+    }
+    let request = context.request();
+    let mut headers = request.headers().clone();
+    for name in PER_CALL_HEADERS {
+        headers.remove(name);
+    }
+    Ok(Parts {
+        components: components.clone(),
+        connector,
+        identity,
+        endpoint,
+        signing: ConfigBag::of_layers(vec![layer]),
+        uri: request.uri().to_owned(),
+        headers,
+    })
+}
+
+/// A successful answer: `{"UnprocessedItems":{…},"ConsumedCapacity":[…]}`, either member possibly absent.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Output<'a> {
+    #[serde(borrow)]
+    unprocessed_items: Option<std::collections::HashMap<String, Vec<&'a RawValue>>>,
+    consumed_capacity: Option<Vec<Capacity>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Capacity {
+    capacity_units: Option<f64>,
+    table: Option<Units>,
+    global_secondary_indexes: Option<std::collections::BTreeMap<String, Units>>,
+    local_secondary_indexes: Option<std::collections::BTreeMap<String, Units>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Units {
+    capacity_units: Option<f64>,
+}
+
+#[derive(Deserialize)]
+struct WriteRequest<'a> {
+    #[serde(rename = "PutRequest", borrow)]
+    put: Option<Put<'a>>,
+    #[serde(rename = "DeleteRequest", borrow)]
+    delete: Option<Delete<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Put<'a> {
+    #[serde(rename = "Item", borrow)]
+    item: &'a RawValue,
+}
+
+#[derive(Deserialize)]
+struct Delete<'a> {
+    #[serde(rename = "Key", borrow)]
+    key: &'a RawValue,
+}
+
+fn parse_output(table: &str, body: &[u8]) -> Result<AttemptOutcome, AttemptError> {
+    // A garbled success may or may not have been applied; sending the batch again is harmless.
+    let garbled = |what: String| {
+        AttemptError::Transient(format!(
+            "BatchWriteItem answered 200 with a body that is not its output ({what}): {}",
+            String::from_utf8_lossy(&body[..body.len().min(200)])
+        ))
+    };
+    let out: Output = serde_json::from_slice(body).map_err(|e| garbled(e.to_string()))?;
+    let unprocessed = out
+        .unprocessed_items
+        .and_then(|mut m| m.remove(table))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|raw| {
+            let request: WriteRequest =
+                serde_json::from_str(raw.get()).map_err(|e| garbled(e.to_string()))?;
+            match (request.put, request.delete) {
+                (Some(put), None) => Ok(RawWrite::new(false, put.item.get())),
+                (None, Some(delete)) => Ok(RawWrite::new(true, delete.key.get())),
+                _ => Err(garbled(
+                    "an unprocessed request without exactly one of PutRequest and DeleteRequest"
+                        .into(),
+                )),
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let capacity = out.consumed_capacity.unwrap_or_default();
+    let mut consumed_by = Vec::new();
+    for c in &capacity {
+        if let Some(units) = c.table.as_ref().and_then(|t| t.capacity_units) {
+            consumed_by.push(("table".to_owned(), units));
+        }
+        let indexes = c.global_secondary_indexes.iter().flatten();
+        for (name, units) in indexes.chain(c.local_secondary_indexes.iter().flatten()) {
+            if let Some(units) = units.capacity_units {
+                consumed_by.push((format!("index/{name}"), units));
+            }
+        }
+    }
+    Ok(AttemptOutcome {
+        unprocessed,
+        consumed_wcu: capacity.iter().filter_map(|c| c.capacity_units).sum(),
+        consumed_by,
+    })
+}
+
+#[derive(Deserialize, Default)]
+struct ErrorBody {
+    #[serde(rename = "__type")]
+    kind: Option<String>,
+    code: Option<String>,
+    #[serde(alias = "Message", alias = "errorMessage")]
+    message: Option<String>,
+    #[serde(rename = "ThrottlingReasons")]
+    reasons: Option<Vec<ThrottlingReason>>,
+}
+
+#[derive(Deserialize)]
+struct ThrottlingReason {
+    resource: Option<String>,
+}
+
+/// `com.amazonaws.dynamodb.v20120810#ValidationException:http://…` → `ValidationException`.
+fn sanitize_code(code: &str) -> &str {
+    let code = code.split(':').next().unwrap_or(code);
+    code.rsplit('#').next().unwrap_or(code)
+}
+
+/// An error answer, classified as [`super::classify`] classifies the SDK's errors and worded as
+/// [`crate::error::describe_sdk_error`] words them.
+fn parse_error(
+    status: u16,
+    error_type: Option<&str>,
+    request_id: Option<&str>,
+    body: &[u8],
+) -> AttemptError {
+    let parsed: ErrorBody = serde_json::from_slice(body).unwrap_or_default();
+    let code = error_type
+        .or(parsed.code.as_deref())
+        .or(parsed.kind.as_deref())
+        .map(sanitize_code)
+        .filter(|c| !c.is_empty());
+    let mut text = match (code, parsed.message.as_deref()) {
+        (Some(code), Some(msg)) => format!("{code}: {msg} (HTTP {status})"),
+        (Some(code), None) => format!("{code} (HTTP {status})"),
+        (None, _) => format!(
+            "unhandled error (HTTP {status}): {}",
+            String::from_utf8_lossy(&body[..body.len().min(200)])
+        ),
+    };
+    if let Some(id) = request_id {
+        text.push_str(&format!(" [request id {id}]"));
+    }
+    if code.is_some_and(|c| THROTTLING_CODES.contains(&c)) {
+        return AttemptError::Throttled {
+            message: text,
+            resources: parsed
+                .reasons
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r.resource)
+                .map(|arn| super::resource_label(&arn))
+                .collect(),
+        };
+    }
+    let retryable_code = matches!(
+        code,
+        Some("InternalServerError" | "ReplicatedWriteConflictException")
+    );
+    if retryable_code || status >= 500 || status == 429 {
+        AttemptError::Transient(text)
+    } else {
+        AttemptError::Rejected(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use aws_smithy_runtime_api::client::http::HttpConnectorFuture;
+    use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextMut;
+    use aws_smithy_runtime_api::http::{Response as HttpResponse, StatusCode};
+
+    use super::*;
+    use crate::write::{ResourceUse, RetryPolicy, WriteStats, write_all};
+
+    /// A scripted answer: status, headers, body.
+    type Answer = (u16, Vec<(&'static str, &'static str)>, &'static str);
+
+    /// A request as it reached the HTTP client: method, URI, headers (lower-case names, sorted), body.
+    type Sent = (String, String, Vec<(String, String)>, String);
+
+    /// An HTTP client that records every request and answers from a script (status, headers, body).
+    #[derive(Debug, Clone, Default)]
+    struct Canned {
+        answers: Arc<Mutex<VecDeque<Answer>>>,
+        sent: Arc<Mutex<Vec<Sent>>>,
+    }
+
+    impl Canned {
+        fn answering(answers: &[(u16, &'static str)]) -> Self {
+            let c = Canned::default();
+            for &(status, body) in answers {
+                c.answer(status, &[], body);
+            }
+            c
+        }
+
+        fn answer(
+            &self,
+            status: u16,
+            headers: &[(&'static str, &'static str)],
+            body: &'static str,
+        ) {
+            let mut answers = self.answers.lock().unwrap();
+            answers.push_back((status, headers.to_vec(), body));
+        }
+
+        fn sent(&self) -> Vec<Sent> {
+            self.sent.lock().unwrap().clone()
+        }
+    }
+
+    impl HttpConnector for Canned {
+        fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+            let mut headers: Vec<(String, String)> = request
+                .headers()
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned()))
+                .collect();
+            headers.sort();
+            let body = String::from_utf8_lossy(request.body().bytes().expect("an in-memory body"));
+            let body = body.into_owned();
+            let sent = (
+                request.method().to_owned(),
+                request.uri().to_owned(),
+                headers,
+                body,
+            );
+            self.sent.lock().unwrap().push(sent);
+            let (status, headers, body) = self
+                .answers
+                .lock()
+                .unwrap()
+                .pop_front()
+                .expect("a scripted answer for every request");
+            let mut response =
+                HttpResponse::new(StatusCode::try_from(status).unwrap(), SdkBody::from(body));
+            for (k, v) in headers {
+                response.headers_mut().insert(k, v);
+            }
+            HttpConnectorFuture::ready(Ok(response))
+        }
+    }
+
+    impl HttpClient for Canned {
+        fn http_connector(
+            &self,
+            _: &HttpConnectorSettings,
+            _: &RuntimeComponents,
+        ) -> SharedHttpConnector {
+            SharedHttpConnector::new(self.clone())
+        }
+    }
+
+    /// A client with fixed credentials and clock (equal requests get equal signatures) over `http`.
+    fn client(http: &Canned) -> aws_sdk_dynamodb::Client {
+        let mut builder = aws_sdk_dynamodb::Config::builder()
+            .region(aws_sdk_dynamodb::config::Region::new("eu-north-1"))
+            .endpoint_url("http://127.0.0.1:9")
+            .http_client(http.clone());
+        builder.apply_test_defaults();
+        aws_sdk_dynamodb::Client::from_conf(builder.build())
+    }
+
+    fn writes(n: usize, tag: &str) -> Vec<RawWrite> {
+        (0..n)
+            .map(|i| {
+                RawWrite::new(
+                    i % 3 == 2,
+                    &format!(r#"{{"pk":{{"S":"{tag}\"{i}"}},"n":{{"N":"{i}"}}}}"#),
+                )
+            })
+            .collect()
+    }
+
+    /// For the reference request: puts `body` in place of the one the SDK serialised.
+    #[derive(Debug)]
+    struct SdkWithBody(bytes::Bytes);
+
+    impl Intercept for SdkWithBody {
+        fn name(&self) -> &'static str {
+            "SdkWithBody"
+        }
+
+        fn modify_before_signing(
+            &self,
+            context: &mut BeforeTransmitInterceptorContextMut<'_>,
+            _: &RuntimeComponents,
+            _: &mut ConfigBag,
+        ) -> Result<(), BoxError> {
+            let request = context.request_mut();
+            request
+                .headers_mut()
+                .insert("content-length", self.0.len().to_string());
+            *request.body_mut() = SdkBody::from(self.0.clone());
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_is_the_one_the_sdk_sends_for_the_same_body_signature_included() {
+        let http = Canned::answering(&[(200, "{}"); 4]);
+        let client = client(&http);
+        let writer = DynamoWriter::new(&client);
+        let table = "t\"able";
+        let (first, second) = (writes(25, "a"), writes(25, "b"));
+
+        let body = bytes::Bytes::from(batch_body(table, &first));
+        client
+            .batch_write_item()
+            .request_items(table, Vec::new())
+            .customize()
+            .interceptor(SdkWithBody(body.clone()))
+            .send()
+            .await
+            .expect("the SDK's call");
+        for batch in [&first, &second, &first] {
+            let out = writer
+                .write_batch(table, batch)
+                .await
+                .expect("answered 200");
+            assert!(out.unprocessed.is_empty());
+        }
+
+        let mut sent = http.sent();
+        assert_eq!(sent.len(), 4, "the probe sent nothing");
+        // The SDK's retry bookkeeping, added after signing, which the writer does not send.
+        let bookkeeping = ["amz-sdk-invocation-id", "amz-sdk-request"];
+        sent[0]
+            .2
+            .retain(|(k, _)| !bookkeeping.contains(&k.as_str()));
+        assert_eq!(sent[0], sent[1], "the SDK's request and the writer's");
+        assert_eq!(sent[1].3.as_bytes(), body);
+        assert_eq!(sent[1].0, "POST");
+        let header = |i: usize, name: &str| {
+            sent[i]
+                .2
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_else(|| panic!("no {name} in {:?}", sent[i].2))
+        };
+        assert_eq!(
+            header(1, "x-amz-target"),
+            "DynamoDB_20120810.BatchWriteItem"
+        );
+        assert_eq!(header(1, "content-length"), body.len().to_string());
+        assert!(header(1, "authorization").starts_with("AWS4-HMAC-SHA256 "));
+        // Another body, another signature; the same body at the same (fixed) time, the same one.
+        assert_ne!(header(1, "authorization"), header(2, "authorization"));
+        assert_eq!(sent[1], sent[3]);
+    }
+
+    #[tokio::test]
+    async fn answers_are_parsed_and_classified() {
+        let http = Canned::default();
+        http.answer(
+            400,
+            &[("x-amzn-requestid", "R1")],
+            r#"{"__type":"com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException","message":"slow down","ThrottlingReasons":[{"reason":"IndexWriteProvisionedThroughputExceeded","resource":"arn:aws:dynamodb:us-east-1:123456789012:table/t/index/g"}]}"#,
+        );
+        http.answer(
+            400,
+            &[(
+                "x-amzn-errortype",
+                "ThrottlingException:http://internal.amazon.com/",
+            )],
+            "",
+        );
+        http.answer(500, &[], "{}");
+        http.answer(
+            400,
+            &[],
+            r#"{"__type":"com.amazon.coral.validate#ValidationException","message":"Item size has exceeded the maximum allowed size"}"#,
+        );
+        http.answer(
+            400,
+            &[],
+            r#"{"__type":"com.amazonaws.dynamodb.v20120810#ReplicatedWriteConflictException","Message":"conflict"}"#,
+        );
+        http.answer(
+            200,
+            &[],
+            r#"{"UnprocessedItems":{"other":[],"t":[{"PutRequest":{"Item":{"pk":{"S":"a"}}}},{"DeleteRequest":{"Key":{"pk":{"S":"b"}}}}]},"ConsumedCapacity":[{"TableName":"t","CapacityUnits":22.0,"Table":{"CapacityUnits":12.0},"GlobalSecondaryIndexes":{"g":{"CapacityUnits":10.0}}}]}"#,
+        );
+        http.answer(200, &[], "<html>proxy</html>");
+        http.answer(
+            200,
+            &[],
+            r#"{"UnprocessedItems":{"t":[{"PutRequest":{"Item":{}},"DeleteRequest":{"Key":{}}}]}}"#,
+        );
+        http.answer(
+            200,
+            &[],
+            r#"{"UnprocessedItems":null,"ConsumedCapacity":null}"#,
+        );
+        let writer = DynamoWriter::new(&client(&http));
+        let mut results = Vec::new();
+        for _ in 0..9 {
+            results.push(writer.write_batch("t", &writes(25, "x")).await);
+        }
+        assert_eq!(
+            http.sent().len(),
+            9,
+            "one request per answer: no SDK retries"
+        );
+
+        match &results[0] {
+            Err(AttemptError::Throttled { message, resources }) => {
+                assert!(
+                    message
+                        .contains("ProvisionedThroughputExceededException: slow down (HTTP 400)"),
+                    "{message}"
+                );
+                assert!(message.contains("R1"), "{message}");
+                assert_eq!(resources, &["index/g"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            matches!(&results[1], Err(AttemptError::Throttled { message, .. }) if message.starts_with("ThrottlingException (HTTP 400)")),
+            "{:?}",
+            results[1]
+        );
+        assert!(
+            matches!(&results[2], Err(AttemptError::Transient(m)) if m.contains("HTTP 500")),
+            "{:?}",
+            results[2]
+        );
+        assert!(
+            matches!(&results[3], Err(AttemptError::Rejected(m)) if m.starts_with("ValidationException: Item size has exceeded")),
+            "{:?}",
+            results[3]
+        );
+        assert!(
+            matches!(&results[4], Err(AttemptError::Transient(m)) if m.starts_with("ReplicatedWriteConflictException: conflict")),
+            "{:?}",
+            results[4]
+        );
+        let out = results[5].as_ref().expect("a partial success");
+        assert_eq!(
+            out.unprocessed,
+            vec![
+                RawWrite::new(false, r#"{"pk":{"S":"a"}}"#),
+                RawWrite::new(true, r#"{"pk":{"S":"b"}}"#)
+            ]
+        );
+        assert_eq!(out.consumed_wcu, 22.0);
+        assert_eq!(
+            out.consumed_by,
+            vec![("table".to_owned(), 12.0), ("index/g".to_owned(), 10.0)]
+        );
+        // A garbled success is sent again (puts and deletes are idempotent), never taken as done.
+        for garbled in &results[6..8] {
+            assert!(
+                matches!(garbled, Err(AttemptError::Transient(m)) if m.contains("not its output")),
+                "{garbled:?}"
+            );
+        }
+        let out = results[8].as_ref().expect("nulls are absent members");
+        assert!(out.unprocessed.is_empty() && out.consumed_wcu == 0.0);
+    }
+
+    /// INDEXES detail and ThrottlingReasons reach the per-resource statistics of the report.
+    #[tokio::test]
+    async fn consumption_and_throttling_are_attributed_to_the_table_and_its_indexes() {
+        let http = Canned::answering(&[
+            (
+                400,
+                r#"{"__type":"com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException","message":"index g is throttled","ThrottlingReasons":[{"reason":"IndexWriteProvisionedThroughputExceeded","resource":"arn:aws:dynamodb:us-east-1:123456789012:table/t/index/g"}]}"#,
+            ),
+            (
+                200,
+                r#"{"ConsumedCapacity":[{"TableName":"t","CapacityUnits":50.0,"Table":{"CapacityUnits":25.0},"GlobalSecondaryIndexes":{"g":{"CapacityUnits":25.0}}}]}"#,
+            ),
+        ]);
+        let stats = WriteStats::default();
+        let policy = RetryPolicy {
+            max_attempts: 3,
+            base: Duration::from_millis(1),
+            cap: Duration::from_millis(2),
+        };
+        let writer = DynamoWriter::new(&client(&http));
+        write_all(&writer, "t", writes(25, "x"), &policy, &stats)
+            .await
+            .unwrap();
+        let resources = stats.resources();
+        assert_eq!(
+            resources["index/g"],
+            ResourceUse {
+                consumed_wcu: 25.0,
+                throttled_requests: 1
+            }
+        );
+        assert_eq!(
+            resources["table"],
+            ResourceUse {
+                consumed_wcu: 25.0,
+                throttled_requests: 0
+            }
+        );
+        assert_eq!(stats.snapshot().consumed_wcu, 50.0);
+        assert_eq!(stats.snapshot().throttled_requests, 1);
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_transient() {
+        let mut builder = aws_sdk_dynamodb::Config::builder()
+            .region(aws_sdk_dynamodb::config::Region::new("eu-north-1"))
+            // Nothing listens on the discard port.
+            .endpoint_url("http://127.0.0.1:9");
+        builder.apply_test_defaults();
+        let writer = DynamoWriter::new(&aws_sdk_dynamodb::Client::from_conf(builder.build()));
+        let e = writer.write_batch("t", &writes(2, "x")).await.unwrap_err();
+        assert!(
+            matches!(&e, AttemptError::Transient(m) if m.starts_with("dispatch failure")),
+            "{e:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn without_credentials_nothing_is_sent_and_the_error_says_why() {
+        let http = Canned::default();
+        let config = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .region(aws_sdk_dynamodb::config::Region::new("eu-north-1"))
+            .endpoint_url("http://127.0.0.1:9")
+            .http_client(http.clone())
+            .build();
+        let writer = DynamoWriter::new(&aws_sdk_dynamodb::Client::from_conf(config));
+        for _ in 0..2 {
+            let e = writer.write_batch("t", &writes(2, "x")).await.unwrap_err();
+            let text = format!("{e:?}");
+            assert!(
+                text.to_lowercase().contains("credentials") || text.contains("identity"),
+                "{text}"
+            );
+        }
+        assert!(http.sent().is_empty());
+    }
+}
