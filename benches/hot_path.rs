@@ -28,12 +28,14 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
-use aws_smithy_mocks::{RuleMode, mock, mock_client};
-use aws_smithy_runtime_api::box_error::BoxError;
-use aws_smithy_runtime_api::client::interceptors::Intercept;
-use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_sdk_dynamodb::types::{DeleteRequest, PutRequest, ReturnConsumedCapacity, WriteRequest};
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use aws_smithy_types::config_bag::ConfigBag;
+use aws_smithy_runtime_api::http::{Response as HttpResponse, StatusCode};
+use aws_smithy_types::body::SdkBody;
 use bytes::Bytes;
 use criterion::measurement::WallTime;
 use criterion::{
@@ -41,7 +43,7 @@ use criterion::{
     criterion_main,
 };
 use ddb_pitr::checkpoint::FilePosition;
-use ddb_pitr::decode::{decode_line, scan_line};
+use ddb_pitr::decode::{WriteOp, decode_line, scan_line};
 use ddb_pitr::engine::{Batcher, Engine, FileRef, MAX_BATCH_SIZE, MAX_LINE_BYTES, Settings};
 use ddb_pitr::manifest::{DataFile, ExportType};
 use ddb_pitr::source::{ObjectInfo, ObjectReader};
@@ -289,48 +291,68 @@ fn decode(c: &mut Criterion) {
     }
 }
 
-/// Ends every BatchWriteItem call right after the SDK serialized the request, before it is signed and sent.
-#[derive(Debug)]
-struct StopAfterSerialization;
+/// An HTTP client that answers every request in process with `200 {}`.
+#[derive(Debug, Clone)]
+struct Answer200;
 
-impl Intercept for StopAfterSerialization {
-    fn name(&self) -> &'static str {
-        "StopAfterSerialization"
-    }
-
-    fn read_after_serialization(
-        &self,
-        _: &BeforeTransmitInterceptorContextRef<'_>,
-        _: &RuntimeComponents,
-        _: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        Err("stopped after serialization".into())
+impl HttpConnector for Answer200 {
+    fn call(&self, _: HttpRequest) -> HttpConnectorFuture {
+        HttpConnectorFuture::ready(Ok(HttpResponse::new(
+            StatusCode::try_from(200).expect("200"),
+            SdkBody::from("{}"),
+        )))
     }
 }
 
-/// aws-sdk-dynamodb keeps its serializers private (`protocol_serde` is `pub(crate)`), so the SDK's work is
-/// measured through the production [`DynamoWriter`] over a test client (test credentials, fixed region)
-/// whose HTTP layer is [`aws_smithy_mocks`]': `serialize` stops each call after serialization (the request
-/// input is built, validated and turned into the JSON body), `send` answers each call in process with
-/// `200 {}` (serialization, endpoint, SigV4 signing incl. the body's SHA-256, response parsing).
-fn sdk_writers() -> [(&'static str, DynamoWriter); 2] {
-    let serialize = Client::from_conf(
+impl HttpClient for Answer200 {
+    fn http_connector(
+        &self,
+        _: &HttpConnectorSettings,
+        _: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        SharedHttpConnector::new(self.clone())
+    }
+}
+
+/// One BatchWriteItem call answered in process (test credentials, fixed region), two ways:
+/// - `direct`: the production [`DynamoWriter`]: the batch's JSON, SigV4 signing (the body's SHA-256
+///   included), the answer parsed;
+/// - `sdk`: the SDK's own call, from `AttributeValue` items built beforehand (cloned into each call, as
+///   the SDK takes them by value): serialization, the orchestrator's interceptors and endpoint rules,
+///   signing, response parsing. This was the write path before `wire` and `DynamoWriter`.
+fn sdk_client() -> Client {
+    Client::from_conf(
         aws_sdk_dynamodb::Config::builder()
             .with_test_defaults_v2()
-            .http_client(aws_smithy_mocks::create_mock_http_client())
-            .interceptor(StopAfterSerialization)
+            .http_client(Answer200)
+            .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled())
             .build(),
-    );
-    let ok = mock!(Client::batch_write_item)
-        .sequence()
-        .http_status(200, Some("{}".into()))
-        .repeatedly()
-        .build();
-    let send = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, &[&ok]);
-    [
-        ("serialize", DynamoWriter::new(&serialize)),
-        ("send", DynamoWriter::new(&send)),
-    ]
+    )
+}
+
+/// The batch as the SDK's request items.
+fn sdk_requests(batch: &[RawWrite]) -> Vec<WriteRequest> {
+    batch
+        .iter()
+        .map(|w| match w.to_op() {
+            WriteOp::Put(item) => WriteRequest::builder()
+                .put_request(
+                    PutRequest::builder()
+                        .set_item(Some(item))
+                        .build()
+                        .expect("item"),
+                )
+                .build(),
+            WriteOp::Delete(key) => WriteRequest::builder()
+                .delete_request(
+                    DeleteRequest::builder()
+                        .set_key(Some(key))
+                        .build()
+                        .expect("key"),
+                )
+                .build(),
+        })
+        .collect()
 }
 
 fn batch_build(c: &mut Criterion) {
@@ -339,7 +361,8 @@ fn batch_build(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("runtime");
-    let writers = sdk_writers();
+    let client = sdk_client();
+    let writer = DynamoWriter::new(&client);
     let mut g = group(c, "batch_build");
     for d in DATASETS.iter() {
         g.throughput(d.lines_and_bytes());
@@ -372,20 +395,33 @@ fn batch_build(c: &mut Criterion) {
         });
 
         let table = "synth";
-        for (name, writer) in &writers {
-            let first = &d.writes[..MAX_BATCH_SIZE];
-            let check = rt.block_on(writer.write_batch(table, first));
-            assert_eq!(check.is_ok(), *name == "send", "{name}: {check:?}");
-            g.bench_function(BenchmarkId::new(format!("sdk_{name}"), d.name), |b| {
-                b.iter(|| {
-                    rt.block_on(async {
-                        for batch in d.request_batches() {
-                            black_box(writer.write_batch(table, batch).await).ok();
-                        }
-                    })
+        let first = &d.writes[..MAX_BATCH_SIZE];
+        let check = rt.block_on(writer.write_batch(table, first));
+        assert!(check.is_ok(), "{check:?}");
+        g.bench_function(BenchmarkId::new("send_direct", d.name), |b| {
+            b.iter(|| {
+                rt.block_on(async {
+                    for batch in d.request_batches() {
+                        black_box(writer.write_batch(table, batch).await).ok();
+                    }
                 })
-            });
-        }
+            })
+        });
+        let requests: Vec<Vec<WriteRequest>> = d.request_batches().map(sdk_requests).collect();
+        g.bench_function(BenchmarkId::new("send_sdk", d.name), |b| {
+            b.iter(|| {
+                rt.block_on(async {
+                    for batch in &requests {
+                        let call = client
+                            .batch_write_item()
+                            .request_items(table, batch.clone())
+                            .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
+                            .send();
+                        black_box(call.await).expect("answered 200");
+                    }
+                })
+            })
+        });
     }
 }
 

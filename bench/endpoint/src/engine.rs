@@ -5,11 +5,10 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use md5::Md5;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, ConfigError, ThrottleMode};
-use crate::items::{BatchWriteInput, MAX_BATCH_REQUESTS, Write, WriteKind, parse_write, term};
+use crate::items::{BatchWriteInput, MAX_BATCH_REQUESTS, Write, WriteKind, parse_write};
 use crate::protocol::{ApiError, ErrorCode};
 use crate::store::TableState;
 use crate::throttle::{Clock, TokenBucket};
@@ -89,11 +88,10 @@ enum ReturnCapacity {
     Indexes,
 }
 
-/// One parsed write with its key fingerprint.
+/// One parsed write with its key's canonical bytes.
 struct Parsed<'a> {
     write: Write<'a>,
-    hasher: Md5,
-    fingerprint: u128,
+    key: Vec<u8>,
 }
 
 impl State {
@@ -242,7 +240,7 @@ impl State {
         self.counters
             .batch_write_item
             .fetch_add(1, Ordering::Relaxed);
-        let text = std::str::from_utf8(body)
+        let text = simdutf8::basic::from_utf8(body)
             .map_err(|_| ApiError::serialization("The request body is not valid UTF-8"))?;
         let input: BatchWriteInput =
             serde_json::from_str(text).map_err(|e| ApiError::serialization(e.to_string()))?;
@@ -306,18 +304,13 @@ impl State {
             let mut parsed: Vec<Parsed> = Vec::with_capacity(requests.len());
             for raw in requests {
                 let write = parse_write(raw, spec)?;
-                let hasher = write.key.hasher();
-                let fingerprint = term(&hasher, WriteKind::Put);
-                if parsed.iter().any(|p| p.fingerprint == fingerprint) {
+                let key = write.key.to_bytes();
+                if parsed.iter().any(|p| p.key == key) {
                     return Err(ApiError::validation(
                         "Provided list of item keys contains duplicates",
                     ));
                 }
-                parsed.push(Parsed {
-                    write,
-                    hasher,
-                    fingerprint,
-                });
+                parsed.push(Parsed { write, key });
             }
             batches.push((index, parsed));
         }
@@ -332,20 +325,19 @@ impl State {
             let mut units = 0;
             let mut puts = 0;
             for p in accepted {
-                table.record(p.write.kind, &p.hasher, p.fingerprint);
+                table.record(p.write.kind, &p.write.key);
                 units += p.write.units();
                 puts += u64::from(p.write.kind == WriteKind::Put);
             }
             if let Some(items) = &table.items {
                 let mut items = items.lock().expect("items lock");
                 for p in accepted {
-                    let key = p.write.key.to_bytes();
                     match p.write.item {
                         Some(item) => {
-                            items.insert(key, (item.get().into(), p.write.size));
+                            items.insert(p.key.clone(), (item.get().into(), p.write.size));
                         }
                         None => {
-                            items.remove(&key);
+                            items.remove(&p.key);
                         }
                     }
                 }

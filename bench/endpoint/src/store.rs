@@ -12,10 +12,8 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
-use md5::Md5;
-
 use crate::config::TableSpec;
-use crate::items::{WriteKind, term};
+use crate::items::{Key, WriteKind, term};
 
 const SHARDS: usize = 64;
 
@@ -78,8 +76,8 @@ impl TableState {
         }
     }
 
-    /// Records one accepted write. `key_hasher` is MD5 over the key's canonical bytes.
-    pub fn record(&self, kind: WriteKind, key_hasher: &Md5, fingerprint: u128) {
+    /// Records one accepted write (the key's MD5 only when the key digest is kept).
+    pub fn record(&self, kind: WriteKind, key: &Key) {
         let Some(shards) = &self.keys else {
             self.item_count.fetch_add(
                 if kind == WriteKind::Put { 1 } else { -1 },
@@ -87,6 +85,8 @@ impl TableState {
             );
             return;
         };
+        let key_hasher = &key.hasher();
+        let fingerprint = term(key_hasher, WriteKind::Put);
         let mut shard = shards[(fingerprint >> 64) as usize % SHARDS]
             .lock()
             .expect("shard lock");
