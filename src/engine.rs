@@ -42,6 +42,10 @@ pub const MAX_BATCH_SIZE: usize = 25;
 /// whole would make memory depend on the input.
 pub const MAX_LINE_BYTES: u64 = 16 * 1024 * 1024;
 
+/// BatchWriteItem calls in flight per data file by default. One large file needs 8 to keep up with its
+/// decoder (BENCHMARKS.md: 4 left a 2 GB file at 2.1× `gzip -dc`'s wall time).
+pub const DEFAULT_INFLIGHT_BATCHES: usize = 8;
+
 /// Tuning knobs shared by every file of a restore.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -63,7 +67,7 @@ impl Default for Settings {
             batch_size: MAX_BATCH_SIZE,
             read_ahead: 5,
             part_size: 1024 * 1024,
-            inflight_batches: 4,
+            inflight_batches: DEFAULT_INFLIGHT_BATCHES,
             retry: RetryPolicy::default(),
             adaptive_rate: true,
             read_budget: ReadBudget::default(),

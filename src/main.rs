@@ -230,7 +230,7 @@ struct EngineArgs {
     #[arg(long, default_value = "16MiB", value_parser = parse_size, help_heading = "Tuning")]
     read_budget: u64,
     /// BatchWriteItem calls in flight per data file.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..), help_heading = "Tuning")]
+    #[arg(long, default_value_t = ddb_pitr::engine::DEFAULT_INFLIGHT_BATCHES as u16, value_parser = clap::value_parser!(u16).range(1..), help_heading = "Tuning")]
     inflight_batches: u16,
     /// Consecutive BatchWriteItem attempts without progress before a file stops.
     #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u32).range(1..), help_heading = "Tuning")]
