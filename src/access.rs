@@ -814,7 +814,9 @@ impl Intercept for CallLog {
         Ok(())
     }
 
-    fn read_before_transmit(
+    // Right after serialization rather than before transmit: `write::DynamoWriter` sends BatchWriteItem
+    // itself and takes the SDK's request (for each table) from a call that it stops before signing.
+    fn read_after_serialization(
         &self,
         context: &BeforeTransmitInterceptorContextRef<'_>,
         _runtime_components: &RuntimeComponents,

@@ -4,10 +4,11 @@
 //! endpoint rules, retry classifiers) cost about as much CPU per call as checking the 25 items. So the writer
 //! asks the client once for what a call needs, and then makes each call itself:
 //!
-//! - **Once** ([`Probe`]): one BatchWriteItem goes through the client with an interceptor that, just
+//! - **Once per table** ([`Probe`]): one BatchWriteItem goes through the client with an interceptor that, just
 //!   before signing, keeps the request the SDK built (URI and headers), the endpoint it resolved, its SigV4
 //!   signing configuration and the client's runtime components, then ends the call before anything is sent.
-//!   The endpoint (endpoint URL, FIPS, dual-stack, account-based endpoints) and headers are the SDK's.
+//!   The endpoint (endpoint URL, FIPS, dual-stack, account-based endpoints, a table ARN's account) and
+//!   headers are the SDK's.
 //! - **Every call**: the credentials come from the client's identity cache, which refreshes them as the
 //!   SDK does; the client's SigV4 signer signs the body that is sent; the client's HTTP connector sends it
 //!   (same connection pool, TLS, connect and read timeouts); the attempt timeout is the client's, 60 s unless
@@ -60,7 +61,9 @@ const PER_CALL_HEADERS: [&str; 4] = [
 pub struct DynamoWriter {
     client: aws_sdk_dynamodb::Client,
     attempt_timeout: Duration,
-    parts: tokio::sync::OnceCell<Parts>,
+    /// By table: the endpoint can depend on it (a table ARN names the account of an account-based
+    /// endpoint). A writer serves one or two tables.
+    parts: Mutex<Vec<(String, Arc<Parts>)>>,
 }
 
 /// What every call takes from the client.
@@ -92,40 +95,56 @@ impl DynamoWriter {
         DynamoWriter {
             client: aws_sdk_dynamodb::Client::from_conf(config),
             attempt_timeout,
-            parts: tokio::sync::OnceCell::new(),
+            parts: Mutex::default(),
         }
     }
 
-    /// The client's parts, from one probe call the first time (again after a probe that failed).
-    async fn parts(&self) -> Result<&Parts, AttemptError> {
-        self.parts
-            .get_or_try_init(|| async {
-                let probe = Probe::default();
-                let result = self
-                    .client
-                    .batch_write_item()
-                    .request_items("probe", Vec::new())
-                    .customize()
-                    .interceptor(probe.clone())
-                    .send()
-                    .await;
-                let taken = probe.0.lock().expect("probe").take();
-                match (taken, result) {
-                    (Some(Ok(parts)), _) => Ok(parts),
-                    (Some(Err(e)), _) => Err(AttemptError::Rejected(format!(
-                        "BatchWriteItem cannot be sent with this client: {e}"
-                    ))),
-                    (None, Err(e)) => Err(super::classify(&e)),
-                    (None, Ok(_)) => Err(AttemptError::Rejected(
-                        "the BatchWriteItem probe was sent instead of stopped".into(),
-                    )),
-                }
-            })
-            .await
+    /// The client's parts for writes to `table`, from one probe call the first time (again after a probe
+    /// that failed).
+    async fn parts(&self, table: &str) -> Result<Arc<Parts>, AttemptError> {
+        let known = |parts: &[(String, Arc<Parts>)]| {
+            parts
+                .iter()
+                .find(|(t, _)| t == table)
+                .map(|(_, p)| p.clone())
+        };
+        if let Some(parts) = known(&self.parts.lock().expect("parts")) {
+            return Ok(parts);
+        }
+        let probe = Probe::default();
+        let result = self
+            .client
+            .batch_write_item()
+            .request_items(table, Vec::new())
+            .customize()
+            .interceptor(probe.clone())
+            .send()
+            .await;
+        let taken = probe.0.lock().expect("probe").take();
+        let parts = match (taken, result) {
+            (Some(Ok(parts)), _) => Arc::new(parts),
+            (Some(Err(e)), _) => {
+                return Err(AttemptError::Rejected(format!(
+                    "BatchWriteItem cannot be sent with this client: {e}"
+                )));
+            }
+            (None, Err(e)) => return Err(super::classify(&e)),
+            (None, Ok(_)) => {
+                return Err(AttemptError::Rejected(
+                    "the BatchWriteItem probe was sent instead of stopped".into(),
+                ));
+            }
+        };
+        let mut known_parts = self.parts.lock().expect("parts");
+        if let Some(first) = known(&known_parts) {
+            return Ok(first);
+        }
+        known_parts.push((table.to_owned(), parts.clone()));
+        Ok(parts)
     }
 
     async fn call(&self, table: &str, body: bytes::Bytes) -> Result<AttemptOutcome, AttemptError> {
-        let parts = self.parts().await?;
+        let parts = self.parts(table).await?;
         let identity = parts
             .components
             .identity_cache()
@@ -683,6 +702,31 @@ mod tests {
         // Another body, another signature; the same body at the same (fixed) time, the same one.
         assert_ne!(header(1, "authorization"), header(2, "authorization"));
         assert_eq!(sent[1], sent[3]);
+    }
+
+    /// The endpoint is the SDK's for each table: a table ARN's account picks an account-based endpoint.
+    #[tokio::test]
+    async fn each_table_gets_the_endpoint_the_sdk_resolves_for_it() {
+        let http = Canned::answering(&[(200, "{}"); 3]);
+        let mut builder = aws_sdk_dynamodb::Config::builder()
+            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+            .http_client(http.clone());
+        builder.apply_test_defaults();
+        let writer = DynamoWriter::new(&aws_sdk_dynamodb::Client::from_conf(builder.build()));
+        let arn = "arn:aws:dynamodb:us-east-1:111122223333:table/t";
+        for table in [arn, "t", arn] {
+            writer.write_batch(table, &writes(1, "x")).await.unwrap();
+        }
+        let uris: Vec<String> = http.sent().into_iter().map(|s| s.1).collect();
+        assert_eq!(
+            uris,
+            [
+                "https://111122223333.ddb.us-east-1.amazonaws.com/",
+                "https://dynamodb.us-east-1.amazonaws.com/",
+                "https://111122223333.ddb.us-east-1.amazonaws.com/",
+            ]
+        );
+        assert_eq!(writer.parts.lock().unwrap().len(), 2, "one probe per table");
     }
 
     #[tokio::test]
