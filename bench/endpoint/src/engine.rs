@@ -369,7 +369,7 @@ impl State {
                 if i > 0 {
                     out.push(b',');
                 }
-                out.extend_from_slice(p.write.raw.get().as_bytes());
+                p.write.push_request(&mut out);
             }
             out.push(b']');
         }

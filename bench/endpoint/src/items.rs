@@ -1,9 +1,9 @@
 //! Parsing and validating BatchWriteItem requests without building the items.
 //!
 //! An item is read once with a streaming visitor that sums its DynamoDB size and picks out its key
-//! attributes; nothing but key strings with JSON escapes is allocated per item. The write request itself
-//! stays a borrowed `&RawValue`, so `UnprocessedItems` and `--store` hand back exactly the bytes the client
-//! sent.
+//! attributes; nothing but key strings with JSON escapes is allocated per item. The body is read once into
+//! write requests whose item (or key) stays a borrowed `&RawValue`, so `UnprocessedItems` and `--store` hand
+//! back the item's bytes as the client sent them, in a `{"PutRequest":{"Item":…}}` of their own.
 //!
 //! DynamoDB's item size rules ("Item sizes and formats" in the Developer Guide): the size of an item is the
 //! sum of its attribute names' UTF-8 lengths and its values' sizes, where a string is its UTF-8 length, a
@@ -69,7 +69,7 @@ pub struct BatchWriteInput<'a> {
 }
 
 /// `RequestItems`: table name → write requests, in the order sent.
-pub struct RequestItems<'a>(pub Vec<(Str<'a>, Vec<&'a RawValue>)>);
+pub struct RequestItems<'a>(pub Vec<(Str<'a>, Vec<WriteRequestRaw<'a>>)>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for RequestItems<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -82,7 +82,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for RequestItems<'a> {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut out = Vec::new();
                 while let Some(name) = map.next_key::<Str<'a>>()? {
-                    let requests: Vec<&'a RawValue> = map.next_value()?;
+                    let requests: Vec<WriteRequestRaw<'a>> = map.next_value()?;
                     out.push((name, requests));
                 }
                 Ok(RequestItems(out))
@@ -92,8 +92,9 @@ impl<'de: 'a, 'a> Deserialize<'de> for RequestItems<'a> {
     }
 }
 
+/// One write request as sent, its item or key not read yet.
 #[derive(Deserialize)]
-struct WriteRequestRaw<'a> {
+pub struct WriteRequestRaw<'a> {
     #[serde(rename = "PutRequest", borrow)]
     put: Option<PutRaw<'a>>,
     #[serde(rename = "DeleteRequest", borrow)]
@@ -183,13 +184,23 @@ pub struct Write<'a> {
     pub key: Key<'a>,
     /// DynamoDB size of the item (puts); 0 for deletes.
     pub size: u64,
-    /// The whole write request as sent, for `UnprocessedItems`.
-    pub raw: &'a RawValue,
+    /// The item (puts) or key (deletes) as sent, for `UnprocessedItems`.
+    pub body: &'a RawValue,
     /// The item as sent (puts).
     pub item: Option<&'a RawValue>,
 }
 
 impl Write<'_> {
+    /// The write request as JSON: `{"PutRequest":{"Item":…}}` or `{"DeleteRequest":{"Key":…}}`.
+    pub fn push_request(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(match self.kind {
+            WriteKind::Put => br#"{"PutRequest":{"Item":"#,
+            WriteKind::Delete => br#"{"DeleteRequest":{"Key":"#,
+        });
+        out.extend_from_slice(self.body.get().as_bytes());
+        out.extend_from_slice(b"}}");
+    }
+
     /// Write units: ceil(size / 1 KB) for a put, 1 for a delete.
     pub fn units(&self) -> u64 {
         match self.kind {
@@ -200,10 +211,8 @@ impl Write<'_> {
 }
 
 /// Parses and validates one element of a table's write-request list.
-pub fn parse_write<'a>(raw: &'a RawValue, table: &TableSpec) -> Result<Write<'a>, ApiError> {
-    let wr: WriteRequestRaw<'a> =
-        serde_json::from_str(raw.get()).map_err(|e| ApiError::serialization(e.to_string()))?;
-    match (wr.put, wr.delete) {
+pub fn parse_write<'a>(wr: &WriteRequestRaw<'a>, table: &TableSpec) -> Result<Write<'a>, ApiError> {
+    match (&wr.put, &wr.delete) {
         (Some(put), None) => {
             let item = put.item.ok_or_else(|| {
                 ApiError::validation(
@@ -222,7 +231,7 @@ pub fn parse_write<'a>(raw: &'a RawValue, table: &TableSpec) -> Result<Write<'a>
                 kind: WriteKind::Put,
                 key,
                 size: info.size,
-                raw,
+                body: item,
                 item: Some(item),
             })
         }
@@ -257,7 +266,7 @@ pub fn parse_write<'a>(raw: &'a RawValue, table: &TableSpec) -> Result<Write<'a>
                 kind: WriteKind::Delete,
                 key,
                 size: 0,
-                raw,
+                body: key_raw,
                 item: None,
             })
         }
