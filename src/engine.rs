@@ -9,9 +9,11 @@
 //! 3. this task, which keeps up to `inflight_batches` BatchWriteItem calls in flight and advances the
 //!    file's low-watermark as they are acknowledged.
 //!
-//! Memory is bounded by the read budget ([`ReadBudget`], shared by all files) plus, per file,
-//! `(2 × inflight_batches + 1) × batch` and one line of at most [`MAX_LINE_BYTES`], whatever the file
-//! size.
+//! Memory is bounded by two budgets shared by all files ([`ByteBudget`]), whatever the file sizes and the
+//! number of files: the read budget for compressed parts fetched ahead, and the batch budget for the
+//! batches cut and not yet acknowledged (a call in flight also holds its batch as the request body). Per
+//! file there is besides the batch being cut (at most `batch_size` requests and 16 MB), one line of at most
+//! [`MAX_LINE_BYTES`], and the gzip and line buffers.
 
 use std::collections::{HashSet, VecDeque};
 use std::io::BufRead;
@@ -24,17 +26,20 @@ use futures::{StreamExt, pin_mut};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::budget::{ByteBudget, Share};
 use crate::checkpoint::{FilePosition, Watermark};
 use crate::decode::{WriteOp, scan_line};
 use crate::error::{DataLocation, Error, Result};
 use crate::manifest::{DataFile, ExportType};
-use crate::source::{HashingReader, ObjectReader, ReadBudget, ranged_parts};
+use crate::source::{HashingReader, ObjectReader, ranged_parts};
 use crate::table::KeySchema;
 use crate::wire::{self, RawWrite};
 use crate::write::{BatchWriter, RetryPolicy, WriteFailure, WriteStats, write_all};
 
-/// BatchWriteItem's request-size limit is 16 MB; keep headroom for the request envelope.
-pub const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024 - 64 * 1024;
+/// BatchWriteItem's request-size limit is 16 MB. Batches are cut at 4 MiB of lines, well under it: a file's
+/// batch being cut is outside the batch budget (see [`Settings::batch_budget`]), and 4 MiB still takes ten
+/// items near 400 KB per call, where each call's cost is its payload, not the call.
+pub const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
 /// BatchWriteItem's limit on requests per call.
 pub const MAX_BATCH_SIZE: usize = 25;
 /// Longest line accepted. An item is at most 400 KB; its JSON (base64 binaries, escaped strings) with both
@@ -45,6 +50,14 @@ pub const MAX_LINE_BYTES: u64 = 16 * 1024 * 1024;
 /// BatchWriteItem calls in flight per data file by default. One large file needs 8 to keep up with its
 /// decoder (BENCHMARKS.md: 4 left a 2 GB file at 2.1× `gzip -dc`'s wall time).
 pub const DEFAULT_INFLIGHT_BATCHES: usize = 8;
+
+/// Compressed bytes read ahead across all files by default: sixteen parts of the default size.
+pub const DEFAULT_READ_BUDGET: u64 = 16 * 1024 * 1024;
+
+/// Bytes of batches cut and not yet acknowledged, across all files, by default. Small items never reach it
+/// (10 files × 17 batches of 25 items of 1 KB are 4 MB); items near DynamoDB's 400 KB limit make batches
+/// of about 10 MB, and without it 17 of them per file (1.2 GB peak RSS for 8 such files, BENCHMARKS.md).
+pub const DEFAULT_BATCH_BUDGET: u64 = 24 * 1024 * 1024;
 
 /// Tuning knobs shared by every file of a restore.
 #[derive(Debug, Clone)]
@@ -58,7 +71,10 @@ pub struct Settings {
     /// ([`crate::pace`]).
     pub adaptive_rate: bool,
     /// Compressed bytes read ahead, shared by every file processed with these settings (clones share it).
-    pub read_budget: ReadBudget,
+    pub read_budget: ByteBudget,
+    /// Bytes of batches cut and not yet acknowledged, shared like `read_budget`: a decoder waits for it
+    /// before it hands on a batch.
+    pub batch_budget: ByteBudget,
 }
 
 impl Default for Settings {
@@ -70,7 +86,8 @@ impl Default for Settings {
             inflight_batches: DEFAULT_INFLIGHT_BATCHES,
             retry: RetryPolicy::default(),
             adaptive_rate: true,
-            read_budget: ReadBudget::default(),
+            read_budget: ByteBudget::new(DEFAULT_READ_BUDGET),
+            batch_budget: ByteBudget::new(DEFAULT_BATCH_BUDGET),
         }
     }
 }
@@ -115,6 +132,10 @@ pub struct Batch {
     end: FilePosition,
     /// Wait for every earlier batch of this file before sending: it writes a key one of them also writes.
     barrier: bool,
+    /// Bytes of the requests, as the batch budget counts them.
+    bytes: usize,
+    /// Its share of the batch budget, held until the batch is acknowledged or dropped.
+    share: Option<Share>,
 }
 
 enum DecodeEnd {
@@ -264,6 +285,7 @@ impl Engine {
             key: self.key.clone(),
             batch_size: self.settings.batch_size.clamp(1, MAX_BATCH_SIZE),
             recent_batches: span_limit,
+            budget: self.settings.batch_budget.clone(),
             start,
             stop: stop.clone(),
             line_limit,
@@ -356,6 +378,8 @@ impl Engine {
     }
 
     async fn write(&self, batch: Batch) -> std::result::Result<(), BatchError> {
+        // The batch's share of the budget goes back when this call ends, with the batch.
+        let _share = batch.share;
         let Some(writer) = &self.writer else {
             return Ok(());
         };
@@ -503,6 +527,7 @@ struct Decoder {
     stop: CancellationToken,
     /// Stop (as if asked to) after this many lines: used to sample a file.
     line_limit: Option<u64>,
+    budget: ByteBudget,
 }
 
 impl Decoder {
@@ -528,6 +553,21 @@ impl Decoder {
             file: self.file.key.clone(),
             message,
         }
+    }
+
+    /// `batch` with its share of the batch budget, waited for if need be. Only batches that are cut hold
+    /// the budget, never the batch being cut: a decoder holding budget for half a batch while it waits for
+    /// its next part (held up by the read budget, which decoders waiting for batch budget hold) could wait
+    /// forever. A batch that is cut needs nothing more to be written and give its share back, so this
+    /// wait always ends.
+    fn budgeted(&self, mut batch: Batch) -> Batch {
+        let bytes = batch.bytes as u64;
+        let share = self
+            .budget
+            .try_take(bytes)
+            .unwrap_or_else(|| self.budget.take_blocking(bytes));
+        batch.share = Some(share);
+        batch
     }
 
     fn run(self, reader: HashingReader, tx: mpsc::Sender<Batch>) -> Result<DecodeEnd> {
@@ -621,7 +661,7 @@ impl Decoder {
                 (line_no, line_start),
                 n,
                 position,
-            ) && tx.blocking_send(full).is_err()
+            ) && tx.blocking_send(self.budgeted(full)).is_err()
             {
                 return Ok(DecodeEnd::Stopped);
             }
@@ -668,7 +708,7 @@ impl Decoder {
             )));
         }
         if let Some(last) = batcher.cut()
-            && tx.blocking_send(last).is_err()
+            && tx.blocking_send(self.budgeted(last)).is_err()
         {
             return Ok(DecodeEnd::Stopped);
         }
@@ -689,6 +729,9 @@ pub struct Batcher {
     buf: BytesMut,
     /// Where each element ends in `buf`, and whether it is a delete.
     ends: Vec<(usize, bool)>,
+    /// The elements of at least [`OWN_ALLOCATION`] bytes, which are not in `buf`, by their place in the
+    /// batch.
+    own: Vec<(usize, RawWrite)>,
     lines: Vec<(u64, u64)>,
     bytes: usize,
     end: FilePosition,
@@ -700,6 +743,11 @@ pub struct Batcher {
 
 /// The most a batch's buffer reserves up front; it grows past that for large items.
 const BATCH_RESERVE: usize = 256 * 1024;
+
+/// Requests of this many bytes or more get an allocation of their own rather than a place in the batch's
+/// buffer: a buffer that grows by doubling to take 25 items near 400 KB would copy itself at each step and
+/// end up to 16 MB large for 10 MB of requests.
+const OWN_ALLOCATION: usize = 64 * 1024;
 
 /// Key hashes ([`KeySchema::key_hash`]) are already well mixed: the set uses them as they are.
 type KeySet = HashSet<u64, std::hash::BuildHasherDefault<KeyHashHasher>>;
@@ -729,6 +777,7 @@ impl Batcher {
             max,
             buf: BytesMut::new(),
             ends: Vec::with_capacity(max),
+            own: Vec::new(),
             lines: Vec::with_capacity(max),
             bytes: 0,
             end: FilePosition::default(),
@@ -761,13 +810,18 @@ impl Batcher {
         if self.recent.iter().any(|keys| keys.contains(&key)) {
             self.barrier = true;
         }
-        if self.ends.is_empty() {
-            // Room for a batch of lines like this one, so that one batch is usually one allocation; not more
-            // than BATCH_RESERVE, so that one huge first line does not size every batch after it.
-            self.buf
-                .reserve((wire::encoded_len(image) * self.max).min(BATCH_RESERVE));
+        if wire::encoded_len(image) >= OWN_ALLOCATION {
+            self.own
+                .push((self.ends.len(), RawWrite::new(delete, image)));
+        } else {
+            if self.ends.is_empty() {
+                // Room for a batch of lines like this one, so that one batch is usually one allocation; not
+                // more than BATCH_RESERVE, so that one huge first line does not size every batch after it.
+                self.buf
+                    .reserve((wire::encoded_len(image) * self.max).min(BATCH_RESERVE));
+            }
+            wire::encode(&mut self.buf, delete, image);
         }
-        wire::encode(&mut self.buf, delete, image);
         self.ends.push((self.buf.len(), delete));
         self.lines.push(line);
         self.keys.insert(key);
@@ -789,21 +843,31 @@ impl Batcher {
         ));
         self.bytes = 0;
         let buf = self.buf.split().freeze();
+        let mut bytes = buf.len();
         let mut start = 0;
+        let mut own = self.own.drain(..).peekable();
         let requests = self
             .ends
             .drain(..)
-            .map(|(end, delete)| {
+            .enumerate()
+            .map(|(i, (end, delete))| {
+                if let Some((_, write)) = own.next_if(|(at, _)| *at == i) {
+                    bytes += write.as_bytes().len();
+                    return write;
+                }
                 let write = RawWrite::from_encoded(buf.slice(start..end), delete);
                 start = end;
                 write
             })
             .collect();
+        drop(own);
         Some(Batch {
             requests,
             lines: std::mem::replace(&mut self.lines, Vec::with_capacity(self.max)),
             end: self.end,
             barrier: std::mem::take(&mut self.barrier),
+            bytes,
+            share: None,
         })
     }
 }
@@ -921,15 +985,34 @@ mod tests {
     }
 
     fn setup_lines(lines: Vec<String>, writer: Arc<dyn BatchWriter>) -> (Engine, DataFile) {
-        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
-        let gz = crate::synth::gzip(text.as_bytes());
-        let file = DataFile {
-            key: "data/f.json.gz".into(),
-            item_count: lines.len() as u64,
-            md5: crate::synth::md5_base64(&gz),
-        };
+        let (engine, mut files) = setup_files(vec![lines], writer);
+        (engine, files.remove(0))
+    }
+
+    /// An engine over one data file per element of `files` (`data/f.json.gz`, then `data/f1.json.gz`, …).
+    fn setup_files(
+        files: Vec<Vec<String>>,
+        writer: Arc<dyn BatchWriter>,
+    ) -> (Engine, Vec<DataFile>) {
+        let mut objects = std::collections::HashMap::new();
+        let files = files
+            .iter()
+            .enumerate()
+            .map(|(i, lines)| {
+                let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+                let gz = crate::synth::gzip(text.as_bytes());
+                let suffix = if i == 0 { String::new() } else { i.to_string() };
+                let file = DataFile {
+                    key: format!("data/f{suffix}.json.gz"),
+                    item_count: lines.len() as u64,
+                    md5: crate::synth::md5_base64(&gz),
+                };
+                objects.insert(file.key.clone(), Bytes::from(gz));
+                file
+            })
+            .collect();
         let engine = Engine {
-            objects: Arc::new(MemoryObjects([(file.key.clone(), Bytes::from(gz))].into())),
+            objects: Arc::new(MemoryObjects(objects)),
             writer: Some(writer),
             table: "t".into(),
             key: KeySchema {
@@ -950,11 +1033,12 @@ mod tests {
                 },
                 adaptive_rate: false,
                 // Less than the file: parts wait for earlier ones to be read.
-                read_budget: ReadBudget::new(300),
+                read_budget: ByteBudget::new(300),
+                batch_budget: ByteBudget::new(DEFAULT_BATCH_BUDGET),
             },
             stats: Arc::default(),
         };
-        (engine, file)
+        (engine, files)
     }
 
     fn file_ref(file: &DataFile) -> FileRef<'_> {
@@ -1231,6 +1315,102 @@ mod tests {
         );
     }
 
+    /// Counts the bytes of the calls in progress and of each call, and the keys written.
+    #[derive(Default)]
+    struct Gauge {
+        in_progress: AtomicUsize,
+        max_in_progress: AtomicUsize,
+        /// (requests, bytes) of every call.
+        calls: Mutex<Vec<(usize, usize)>>,
+        written: Mutex<Vec<String>>,
+    }
+
+    impl BatchWriter for Gauge {
+        fn write_batch<'a>(
+            &'a self,
+            _: &'a str,
+            requests: &'a [RawWrite],
+        ) -> BoxFuture<'a, std::result::Result<AttemptOutcome, AttemptError>> {
+            Box::pin(async move {
+                let bytes: usize = requests.iter().map(|r| r.as_bytes().len()).sum();
+                let now = self.in_progress.fetch_add(bytes, Ordering::SeqCst) + bytes;
+                self.max_in_progress.fetch_max(now, Ordering::SeqCst);
+                self.calls.lock().unwrap().push((requests.len(), bytes));
+                // Let other files' calls start while this one is in progress.
+                for _ in 0..fastrand::usize(1..8) {
+                    tokio::task::yield_now().await;
+                }
+                self.written.lock().unwrap().extend(
+                    requests
+                        .iter()
+                        .map(|r| put_item(r)["pk"].as_s().unwrap().clone()),
+                );
+                self.in_progress.fetch_sub(bytes, Ordering::SeqCst);
+                Ok(AttemptOutcome::default())
+            })
+        }
+    }
+
+    /// Three files restored at once through one engine whose batch budget is `budget` bytes; every line of
+    /// each is written once.
+    async fn restore_three_files(budget: u64) -> Arc<Gauge> {
+        let gauge = Arc::new(Gauge::default());
+        let lines = |f: usize| -> Vec<String> {
+            (1..=LINES)
+                .map(|i| line(i).replace(&format!("\"k{i}\""), &format!("\"f{f}k{i}\"")))
+                .collect()
+        };
+        let (mut engine, files) = setup_files((0..3).map(lines).collect(), gauge.clone());
+        engine.settings.batch_budget = ByteBudget::new(budget);
+        let stop = CancellationToken::new();
+        let outcomes = futures::future::join_all(
+            files
+                .iter()
+                .map(|file| run(&engine, file, FilePosition::default(), &stop)),
+        )
+        .await;
+        for (outcome, _) in outcomes {
+            assert!(outcome.unwrap().complete);
+        }
+        let mut written = gauge.written.lock().unwrap().clone();
+        written.sort();
+        let mut expected: Vec<String> = (0..3)
+            .flat_map(|f| (1..=LINES).map(move |i| format!("f{f}k{i}")))
+            .collect();
+        expected.sort();
+        assert_eq!(written, expected, "every line written exactly once");
+        assert_eq!(
+            engine.settings.batch_budget.available(),
+            budget,
+            "every share given back"
+        );
+        gauge
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batches_of_all_files_stay_within_the_batch_budget() {
+        // Batches of 5 of these lines are 300 to 370 bytes; 3 files with 4 calls in flight and 4 batches
+        // queued each could hold 8 KB. The read budget (300 bytes, `setup_files`) is short too: decoders wait
+        // for batch budget holding parts that other files' reads wait for.
+        for budget in [800, DEFAULT_BATCH_BUDGET] {
+            let gauge = restore_three_files(budget).await;
+            assert!(gauge.max_in_progress.load(Ordering::SeqCst) as u64 <= budget);
+            // Batches stay whole: the budget makes them wait, not shrink.
+            let calls = gauge.calls.lock().unwrap();
+            assert_eq!(calls.len(), 3 * LINES / 5, "{calls:?}");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batches_larger_than_the_whole_batch_budget_go_one_at_a_time() {
+        // Every batch takes all of a 10-byte budget: one call at a time across the three files, and no
+        // file waits forever for another.
+        let gauge = restore_three_files(10).await;
+        let calls = gauge.calls.lock().unwrap();
+        let largest = calls.iter().map(|&(_, bytes)| bytes).max().unwrap();
+        assert_eq!(gauge.max_in_progress.load(Ordering::SeqCst), largest);
+    }
+
     #[test]
     fn batches_respect_count_and_bytes() {
         let mut b = Batcher::new(3, 4);
@@ -1265,6 +1445,48 @@ mod tests {
             .add(true, &key_json("b"), 2, (2, 1), 11, pos(2))
             .expect("16 MB limit cuts the batch");
         assert_eq!(first.requests.len(), 1);
+    }
+
+    #[test]
+    fn large_requests_keep_their_place_in_the_batch() {
+        // Large items are allocated on their own, small ones share the batch's buffer; the batch is the
+        // same either way.
+        let items: Vec<String> = [10, 70_000, 20, 0, 300_000, 5]
+            .iter()
+            .enumerate()
+            .map(|(i, &pad)| {
+                format!(
+                    r#"{{"pk":{{"S":"k{i}"}},"pad":{{"S":"{}"}}}}"#,
+                    "x".repeat(pad)
+                )
+            })
+            .collect();
+        let mut b = Batcher::new(25, 4);
+        for (i, item) in items.iter().enumerate() {
+            let n = i as u64 + 1;
+            assert!(b.add(i == 3, item, n, (n, 0), item.len(), pos(n)).is_none());
+        }
+        let batch = b.cut().unwrap();
+        let sent: Vec<(bool, &str)> = batch
+            .requests
+            .iter()
+            .map(|r| (r.is_delete(), r.item_json()))
+            .collect();
+        let expected: Vec<(bool, &str)> = items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| (i == 3, item.as_str()))
+            .collect();
+        assert_eq!(sent, expected);
+        assert_eq!(
+            batch.bytes,
+            batch
+                .requests
+                .iter()
+                .map(|r| r.as_bytes().len())
+                .sum::<usize>()
+        );
+        assert!(b.own.is_empty() && b.buf.is_empty() && b.ends.is_empty());
     }
 
     #[test]

@@ -11,7 +11,8 @@
 //! 6. [`table`]: DescribeTable checks and the key schema every written item must carry.
 //! 7. [`write`]: BatchWriteItem batching, retries with backoff and full jitter, write statistics.
 //! 8. [`checkpoint`]: byte-offset low-watermarks per file and their durable store (local file or S3).
-//! 9. [`engine`]: "process this file from this offset", and the local restore that drives it.
+//! 9. [`engine`]: "process this file from this offset", and the local restore that drives it; its memory is
+//!    bounded by the byte budgets of [`budget`], shared by all files.
 //! 10. [`report`]: the JSON report, documented in `docs/report.md`.
 //!
 //! Distributed restores add three modules over the same engine: [`control`] (the DynamoDB control table:
@@ -22,6 +23,7 @@
 //! the local CLI and the distributed workers are thin front doors over [`engine::process_file`].
 
 pub mod access;
+pub mod budget;
 pub mod capacity;
 pub mod chain;
 pub mod checkpoint;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use ddb_pitr::budget::ByteBudget;
 use ddb_pitr::capacity::ManageOptions;
 use ddb_pitr::cloud;
 use ddb_pitr::control::ControlTable;
@@ -14,7 +15,6 @@ use ddb_pitr::engine::{MAX_BATCH_SIZE, Settings};
 use ddb_pitr::plan::PlanRequest;
 use ddb_pitr::report::RunStatus;
 use ddb_pitr::restore::{self, Clients, RestoreOptions};
-use ddb_pitr::source::ReadBudget;
 use ddb_pitr::worker::{QueueOptions, Worker, WorkerOptions, run_queue};
 use ddb_pitr::write::RetryPolicy;
 
@@ -229,6 +229,10 @@ struct EngineArgs {
     /// restored in parallel.
     #[arg(long, default_value = "16MiB", value_parser = parse_size, help_heading = "Tuning")]
     read_budget: u64,
+    /// Bytes of batches cut and not yet written, across all data files at once: bounds memory when items
+    /// are large (a batch of 25 items near 400 KB is 10 MB).
+    #[arg(long, default_value = "24MiB", value_parser = parse_size, help_heading = "Tuning")]
+    batch_budget: u64,
     /// BatchWriteItem calls in flight per data file.
     #[arg(long, default_value_t = ddb_pitr::engine::DEFAULT_INFLIGHT_BATCHES as u16, value_parser = clap::value_parser!(u16).range(1..), help_heading = "Tuning")]
     inflight_batches: u16,
@@ -253,7 +257,8 @@ impl EngineArgs {
                 ..RetryPolicy::default()
             },
             adaptive_rate: !self.no_adaptive_rate,
-            read_budget: ReadBudget::new(self.read_budget),
+            read_budget: ByteBudget::new(self.read_budget),
+            batch_budget: ByteBudget::new(self.batch_budget),
         }
     }
 }

@@ -16,6 +16,7 @@ use futures::future::BoxFuture;
 use futures::{Stream, StreamExt, stream};
 use md5::{Digest, Md5};
 
+use crate::budget::{ByteBudget, Share};
 use crate::error::{Error, Result};
 
 /// Extra attempts for a ranged GET whose body fails mid-stream.
@@ -170,51 +171,10 @@ impl ObjectReader for S3Reader {
     }
 }
 
-/// Compressed bytes read ahead of the decoders, across every file of a process: a part holds its share
-/// from before its GET until the decoder has read all of it. With many files in parallel, this bounds the
-/// memory parts take, whatever `read_ahead` each file may use on its own.
-#[derive(Debug, Clone)]
-pub struct ReadBudget {
-    bytes: u64,
-    permits: Arc<tokio::sync::Semaphore>,
-}
-
-impl ReadBudget {
-    /// 16 MiB: sixteen parts of the default size.
-    pub const DEFAULT_BYTES: u64 = 16 * 1024 * 1024;
-
-    /// A budget of `bytes` (at least one; at most what a semaphore can count).
-    pub fn new(bytes: u64) -> Self {
-        let permits = usize::try_from(bytes)
-            .unwrap_or(usize::MAX)
-            .clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
-        ReadBudget {
-            bytes: permits as u64,
-            permits: Arc::new(tokio::sync::Semaphore::new(permits)),
-        }
-    }
-
-    /// Waits for `len` bytes of the budget (all of it, for a part larger than the whole budget).
-    async fn take(&self, len: u64) -> tokio::sync::OwnedSemaphorePermit {
-        let n = len.clamp(1, self.bytes);
-        self.permits
-            .clone()
-            .acquire_many_owned(u32::try_from(n).unwrap_or(u32::MAX))
-            .await
-            .expect("the budget's semaphore is never closed")
-    }
-}
-
-impl Default for ReadBudget {
-    fn default() -> Self {
-        ReadBudget::new(Self::DEFAULT_BYTES)
-    }
-}
-
-/// One ranged GET's bytes, with its share of the [`ReadBudget`], given back when the part is dropped.
+/// One ranged GET's bytes, with its share of the read budget, given back when the part is dropped.
 pub struct Part {
     pub bytes: Bytes,
-    budget: tokio::sync::OwnedSemaphorePermit,
+    budget: Share,
 }
 
 /// The object's bytes in order, fetched as `part_size` ranges with up to `read_ahead` requests in flight,
@@ -227,7 +187,7 @@ pub fn ranged_parts(
     info: ObjectInfo,
     part_size: u64,
     read_ahead: usize,
-    budget: ReadBudget,
+    budget: ByteBudget,
 ) -> impl Stream<Item = Result<Part>> + Send + 'static {
     let part_size = part_size.max(1);
     let ranges = (0..info.size.div_ceil(part_size))
@@ -259,7 +219,7 @@ pub struct HashingReader {
     rx: tokio::sync::mpsc::Receiver<Result<Part>>,
     /// What is left of the part being read, which keeps its share of the budget until it is all read.
     current: Bytes,
-    share: Option<tokio::sync::OwnedSemaphorePermit>,
+    share: Option<Share>,
     md5: Md5,
     bytes: u64,
     failure: Arc<Mutex<Option<Error>>>,
@@ -374,7 +334,7 @@ mod tests {
         let reader: Arc<dyn ObjectReader> =
             Arc::new(MemoryObjects([("k".to_string(), data.clone())].into()));
         let info = reader.head("b", "k").await.unwrap().unwrap();
-        let budget = ReadBudget::new(2500);
+        let budget = ByteBudget::new(2500);
         let parts: Vec<Part> = ranged_parts(
             reader.clone(),
             "b".into(),
@@ -389,9 +349,9 @@ mod tests {
         .collect()
         .await;
         // Two parts held: the third would not fit in what is left of the budget.
-        assert_eq!(budget.permits.available_permits(), 500);
+        assert_eq!(budget.available(), 500);
         drop(parts);
-        assert_eq!(budget.permits.available_permits(), 2500);
+        assert_eq!(budget.available(), 2500);
         let parts: Vec<Part> = ranged_parts(
             reader,
             "b".into(),
@@ -399,7 +359,7 @@ mod tests {
             info,
             1000,
             3,
-            ReadBudget::new(1_000_000),
+            ByteBudget::new(1_000_000),
         )
         .map(|p| p.unwrap())
         .collect()
