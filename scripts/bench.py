@@ -153,7 +153,17 @@ def end_to_end(args, work, dataset, label, extra=(), cpu=None):
     return {"label": label, "cpu": cpu_s, "wall": wall, "rss_mb": max(r["rss_kb"] for r in runs) / 1024,
             "items_per_cpu_s": items / cpu_s, "mb_per_cpu_s": mb / cpu_s, "items_per_s": items / wall,
             "first_write_s": median([r["report"]["latency"]["first_write_seconds"] for r in runs]),
+            "calls_per_25": median([r["report"]["writes"]["batch_write_requests"] / (items / 25) for r in runs]),
             "runs": [{k: v for k, v in r.items() if k != "report"} for r in runs]}
+
+
+def large_items(args, work, dataset):
+    """Items near DynamoDB's 400 KB limit into the unlimited endpoint: peak RSS at defaults, and with a batch
+    budget large enough never to bind (what memory was before there was one)."""
+    out = {}
+    for label, extra in (("defaults", ()), ("batch budget unbounded", ("--batch-budget", "64GiB"))):
+        out[label] = end_to_end(args, work, dataset, f"large items, {label}", extra)
+    return out
 
 
 def capped(args, work, dataset, wcu, adaptive=True):
@@ -258,7 +268,7 @@ def main():
     ap.add_argument("--scale", type=float, default=1.0, help="multiply every dataset's item count")
     ap.add_argument("--work", type=Path, default=ROOT / "target" / "bench")
     ap.add_argument("--out", type=Path, default=ROOT / "target" / "bench" / "results.json")
-    ap.add_argument("--only", default="", help="comma-separated: e2e,big,capped,resume")
+    ap.add_argument("--only", default="", help="comma-separated: e2e,big,large,capped,resume")
     args = ap.parse_args()
     if args.quick:
         args.runs = 1
@@ -288,6 +298,11 @@ def main():
                           "cpu_ratio": big["cpu"] / floor["cpu"]}
         if want("resume") or not only:
             results["resume"] = resume_cost(args, args.work, ds, [0.25, 0.5, 0.75])
+    if want("large"):
+        ds = generate(args.work, "large", max(16, int(2_000 * scale)), 8, 14, item_size="fixed:380000")
+        ds["decompressed"] = decompressed_size(ds["data"])
+        results["large"] = {"dataset": {k: v for k, v in ds.items() if k != "data"},
+                            **large_items(args, args.work, ds)}
     if want("capped"):
         results["capped"] = []
         for wcu, items in ((5000, n(300_000)), (20000, n(1_200_000))):
@@ -322,6 +337,13 @@ def summary(r):
             f"({b['wall_ratio']:.2f}x), {b['restore']['cpu']:.2f} s CPU ({b['cpu_ratio']:.2f}x), "
             f"peak RSS {b['restore']['rss_mb']:.0f} MB",
         ]
+    if "large" in r:
+        g = r["large"]
+        lines.append(f"Items of 380 KB ({g['dataset']['decompressed'] / 1e6:.0f} MB decompressed, 8 files):")
+        for label in ("defaults", "batch budget unbounded"):
+            x = g[label]
+            lines.append(f"  {label}: peak RSS {x['rss_mb']:.0f} MB, {x['wall']:.2f} s wall, {x['cpu']:.2f} s CPU, "
+                         f"{x['calls_per_25']:.2f} calls per 25 items")
     for c in r.get("capped", []):
         lines.append(
             f"Capped {c['wcu']} WCU/s {'adaptive' if c['adaptive'] else 'fixed   '}: {c['fraction']:.3f} of cap, "
