@@ -4,12 +4,14 @@
 //! Two are used ([`crate::engine::Settings`]): the read budget, for compressed parts fetched ahead of the
 //! decoders, and the batch budget, for batches cut and not yet acknowledged by DynamoDB.
 //!
-//! No share is held by work that waits for more of the same budget, or for the other one: a part takes its
-//! share before its GET and holds it until it has been read, parts of one file in order; a batch takes its
-//! share once it is cut and holds it until DynamoDB has acknowledged it (see `engine`). Each such piece of
-//! work finishes without taking more, so every wait ends.
+//! Every wait ends because waits go one way only. A batch takes its share once it is cut and holds it until
+//! DynamoDB has acknowledged it (see `engine`): a batch that is cut waits for nothing from either budget. A
+//! part takes its share before its GET and holds it until it has been read, parts of one file in order; the
+//! decoder reading it may wait for batch budget meanwhile. So batch shares never wait on read shares, and
+//! read shares wait only on batch shares, which are given back.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -18,6 +20,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub struct ByteBudget {
     bytes: u64,
     permits: Arc<Semaphore>,
+    waiting: Arc<AtomicUsize>,
 }
 
 /// Bytes taken from a [`ByteBudget`], given back when dropped.
@@ -32,6 +35,7 @@ impl ByteBudget {
         ByteBudget {
             bytes: permits as u64,
             permits: Arc::new(Semaphore::new(permits)),
+            waiting: Arc::default(),
         }
     }
 
@@ -53,6 +57,15 @@ impl ByteBudget {
     /// Waits for `len` bytes (all of the budget, for more than the whole budget). Waiters are served in
     /// order.
     pub async fn take(&self, len: u64) -> Share {
+        /// Counts a waiter until its `take` returns or is dropped.
+        struct Waiting<'a>(&'a AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Waiting(&self.waiting);
         self.permits
             .clone()
             .acquire_many_owned(self.clamp(len))
@@ -68,9 +81,9 @@ impl ByteBudget {
             .ok()
     }
 
-    /// [`ByteBudget::take`] from a blocking thread (not from async code: it parks the thread).
-    pub fn take_blocking(&self, len: u64) -> Share {
-        futures::executor::block_on(self.take(len))
+    /// How many callers wait in [`ByteBudget::take`] now.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::SeqCst)
     }
 }
 
@@ -96,22 +109,26 @@ mod tests {
     }
 
     #[test]
-    fn a_blocking_taker_waits_until_a_share_is_given_back() {
+    fn a_taker_waits_until_a_share_is_given_back() {
         let budget = ByteBudget::new(100);
         let held = budget.try_take(80).unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         let waiter = {
             let budget = budget.clone();
             std::thread::spawn(move || {
-                let share = budget.take_blocking(50);
+                let share = futures::executor::block_on(budget.take(50));
                 tx.send(share.num_permits()).unwrap();
             })
         };
         // The waiter cannot have its 50 while 80 are held.
+        while budget.waiting() == 0 {
+            std::thread::yield_now();
+        }
         assert!(rx.try_recv().is_err());
         drop(held);
         assert_eq!(rx.recv().unwrap(), 50);
         waiter.join().unwrap();
         assert_eq!(budget.available(), 100);
+        assert_eq!(budget.waiting(), 0);
     }
 }

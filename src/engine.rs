@@ -5,15 +5,17 @@
 //!
 //! 1. ranged GETs with `read_ahead` parts in flight ([`crate::source::ranged_parts`]);
 //! 2. a blocking thread that hashes the compressed bytes, gunzips them, splits lines with their offsets,
-//!    decodes each line, checks its key and cuts batches (at most `batch_size` requests and 16 MB);
+//!    decodes each line, checks its key and cuts batches (at most `batch_size` requests and
+//!    [`MAX_BATCH_BYTES`] of lines, or one longer line alone);
 //! 3. this task, which keeps up to `inflight_batches` BatchWriteItem calls in flight and advances the
 //!    file's low-watermark as they are acknowledged.
 //!
 //! Memory is bounded by two budgets shared by all files ([`ByteBudget`]), whatever the file sizes and the
 //! number of files: the read budget for compressed parts fetched ahead, and the batch budget for the
 //! batches cut and not yet acknowledged (a call in flight also holds its batch as the request body). Per
-//! file there is besides the batch being cut (at most `batch_size` requests and 16 MB), one line of at most
-//! [`MAX_LINE_BYTES`], and the gzip and line buffers.
+//! file there is besides the batch being cut (at most [`MAX_BATCH_BYTES`] of lines, or one longer line), one
+//! line of at most [`MAX_LINE_BYTES`], and the gzip and line buffers. Budgets count request bytes; a
+//! batch's buffer of small requests can be up to twice that as it grows.
 
 use std::collections::{HashSet, VecDeque};
 use std::io::BufRead;
@@ -56,7 +58,8 @@ pub const DEFAULT_READ_BUDGET: u64 = 16 * 1024 * 1024;
 
 /// Bytes of batches cut and not yet acknowledged, across all files, by default. Small items never reach it
 /// (10 files × 17 batches of 25 items of 1 KB are 4 MB); items near DynamoDB's 400 KB limit make batches
-/// of about 10 MB, and without it 17 of them per file (1.2 GB peak RSS for 8 such files, BENCHMARKS.md).
+/// of about 4 MiB (ten items), and without it 17 of them per file (BENCHMARKS.md: 8 such files peaked at
+/// 1.2 GB when batches were cut at 16 MB and there was no budget).
 pub const DEFAULT_BATCH_BUDGET: u64 = 24 * 1024 * 1024;
 
 /// Tuning knobs shared by every file of a restore.
@@ -555,19 +558,34 @@ impl Decoder {
         }
     }
 
-    /// `batch` with its share of the batch budget, waited for if need be. Only batches that are cut hold
-    /// the budget, never the batch being cut: a decoder holding budget for half a batch while it waits for
-    /// its next part (held up by the read budget, which decoders waiting for batch budget hold) could wait
-    /// forever. A batch that is cut needs nothing more to be written and give its share back, so this
-    /// wait always ends.
-    fn budgeted(&self, mut batch: Batch) -> Batch {
+    /// Hands `batch` on with its share of the batch budget, waited for if need be; false once the file's
+    /// writer has gone (stopped or failed), also while waiting: a stopped file does not wait for other
+    /// files' writes to give budget back.
+    ///
+    /// Only batches that are cut hold the budget, never the batch being cut: a decoder holding budget for
+    /// half a batch while it waits for its next part (held up by the read budget, which decoders waiting
+    /// for batch budget hold) could wait forever. A batch that is cut needs nothing more to be written and
+    /// give its share back, so this wait always ends.
+    fn hand_on(&self, mut batch: Batch, tx: &mpsc::Sender<Batch>) -> bool {
         let bytes = batch.bytes as u64;
-        let share = self
-            .budget
-            .try_take(bytes)
-            .unwrap_or_else(|| self.budget.take_blocking(bytes));
+        let share = match self.budget.try_take(bytes) {
+            Some(share) => share,
+            None => {
+                let wait = async {
+                    tokio::select! {
+                        biased;
+                        () = tx.closed() => None,
+                        share = self.budget.take(bytes) => Some(share),
+                    }
+                };
+                match futures::executor::block_on(wait) {
+                    Some(share) => share,
+                    None => return false,
+                }
+            }
+        };
         batch.share = Some(share);
-        batch
+        tx.blocking_send(batch).is_ok()
     }
 
     fn run(self, reader: HashingReader, tx: mpsc::Sender<Batch>) -> Result<DecodeEnd> {
@@ -661,7 +679,7 @@ impl Decoder {
                 (line_no, line_start),
                 n,
                 position,
-            ) && tx.blocking_send(self.budgeted(full)).is_err()
+            ) && !self.hand_on(full, &tx)
             {
                 return Ok(DecodeEnd::Stopped);
             }
@@ -708,7 +726,7 @@ impl Decoder {
             )));
         }
         if let Some(last) = batcher.cut()
-            && tx.blocking_send(self.budgeted(last)).is_err()
+            && !self.hand_on(last, &tx)
         {
             return Ok(DecodeEnd::Stopped);
         }
@@ -745,8 +763,8 @@ pub struct Batcher {
 const BATCH_RESERVE: usize = 256 * 1024;
 
 /// Requests of this many bytes or more get an allocation of their own rather than a place in the batch's
-/// buffer: a buffer that grows by doubling to take 25 items near 400 KB would copy itself at each step and
-/// end up to 16 MB large for 10 MB of requests.
+/// buffer: a buffer that grows by doubling to take ten items near 400 KB would copy itself at each step and
+/// end up to 8 MiB large for 4 MiB of requests.
 const OWN_ALLOCATION: usize = 64 * 1024;
 
 /// Key hashes ([`KeySchema::key_hash`]) are already well mixed: the set uses them as they are.
@@ -973,6 +991,13 @@ mod tests {
             r#"{{"Item":{{"pk":{{"S":"k{i}"}},"pad":{{"S":"{}"}}}}}}"#,
             "x".repeat(i % 17)
         )
+    }
+
+    /// The lines of file `f` of several: keys `f<f>k<i>`.
+    fn file_lines(f: usize) -> Vec<String> {
+        (1..=LINES)
+            .map(|i| line(i).replace(&format!("\"k{i}\""), &format!("\"f{f}k{i}\"")))
+            .collect()
     }
 
     /// Decompressed offset of the start of line `n` (1-based).
@@ -1355,12 +1380,7 @@ mod tests {
     /// each is written once.
     async fn restore_three_files(budget: u64) -> Arc<Gauge> {
         let gauge = Arc::new(Gauge::default());
-        let lines = |f: usize| -> Vec<String> {
-            (1..=LINES)
-                .map(|i| line(i).replace(&format!("\"k{i}\""), &format!("\"f{f}k{i}\"")))
-                .collect()
-        };
-        let (mut engine, files) = setup_files((0..3).map(lines).collect(), gauge.clone());
+        let (mut engine, files) = setup_files((0..3).map(file_lines).collect(), gauge.clone());
         engine.settings.batch_budget = ByteBudget::new(budget);
         let stop = CancellationToken::new();
         let outcomes = futures::future::join_all(
@@ -1409,6 +1429,87 @@ mod tests {
         let calls = gauge.calls.lock().unwrap();
         let largest = calls.iter().map(|&(_, bytes)| bytes).max().unwrap();
         assert_eq!(gauge.max_in_progress.load(Ordering::SeqCst), largest);
+    }
+
+    /// Holds every call writing a key that starts with `f1` until released; records what it wrote.
+    struct Hold {
+        entered: std::sync::atomic::AtomicBool,
+        release: tokio::sync::Semaphore,
+        written: Mutex<Vec<String>>,
+    }
+
+    impl BatchWriter for Hold {
+        fn write_batch<'a>(
+            &'a self,
+            _: &'a str,
+            requests: &'a [RawWrite],
+        ) -> BoxFuture<'a, std::result::Result<AttemptOutcome, AttemptError>> {
+            Box::pin(async move {
+                let keys: Vec<String> = requests
+                    .iter()
+                    .map(|r| put_item(r)["pk"].as_s().unwrap().clone())
+                    .collect();
+                if keys[0].starts_with("f1") {
+                    self.entered.store(true, Ordering::SeqCst);
+                    drop(self.release.acquire().await.unwrap());
+                }
+                self.written.lock().unwrap().extend(keys);
+                Ok(AttemptOutcome::default())
+            })
+        }
+    }
+
+    /// Yields until `done`, failing the test after 10 s.
+    async fn until(what: &str, done: impl Fn() -> bool) {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while !done() {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("still waiting for {what}"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stopped_file_does_not_wait_for_budget_held_by_another_files_writes() {
+        let hold = Arc::new(Hold {
+            entered: Default::default(),
+            release: tokio::sync::Semaphore::new(0),
+            written: Mutex::default(),
+        });
+        let (mut engine, files) = setup_files(vec![file_lines(0), file_lines(1)], hold.clone());
+        // Every batch takes the whole budget.
+        engine.settings.batch_budget = ByteBudget::new(10);
+        let budget = engine.settings.batch_budget.clone();
+        let spawn = |file: &DataFile, stop: &CancellationToken| {
+            let (engine, file, stop) = (engine.clone(), file.clone(), stop.clone());
+            tokio::spawn(async move { run(&engine, &file, FilePosition::default(), &stop).await })
+        };
+        let other = spawn(&files[1], &CancellationToken::new());
+        until("file 1's first write", || {
+            hold.entered.load(Ordering::SeqCst)
+        })
+        .await;
+        let stop = CancellationToken::new();
+        let stopped = spawn(&files[0], &stop);
+        // Both decoders wait for budget that file 1's held write has.
+        until("two decoders waiting", || budget.waiting() == 2).await;
+        stop.cancel();
+        let (outcome, published) = tokio::time::timeout(Duration::from_secs(10), stopped)
+            .await
+            .expect("the stopped file returns while another file's write holds the budget")
+            .unwrap();
+        assert!(!outcome.unwrap().complete);
+        assert_eq!(published, FilePosition::default());
+        assert!(!other.is_finished());
+
+        hold.release.add_permits(LINES);
+        let (outcome, _) = other.await.unwrap();
+        assert!(outcome.unwrap().complete);
+        let written = hold.written.lock().unwrap();
+        assert_eq!(written.len(), LINES);
+        assert!(written.iter().all(|k| k.starts_with("f1")));
+        assert_eq!(budget.available(), 10);
     }
 
     #[test]

@@ -230,7 +230,7 @@ struct EngineArgs {
     #[arg(long, default_value = "16MiB", value_parser = parse_size, help_heading = "Tuning")]
     read_budget: u64,
     /// Bytes of batches cut and not yet written, across all data files at once: bounds memory when items
-    /// are large (a batch of 25 items near 400 KB is 10 MB).
+    /// are large (batches are cut at 4 MiB of lines: about ten items near 400 KB).
     #[arg(long, default_value = "24MiB", value_parser = parse_size, help_heading = "Tuning")]
     batch_budget: u64,
     /// BatchWriteItem calls in flight per data file.
