@@ -921,6 +921,14 @@ mod tests {
         }
     }
 
+    /// The partition keys (strings) of a batch of puts.
+    fn pks(requests: &[RawWrite]) -> Vec<String> {
+        requests
+            .iter()
+            .map(|r| put_item(r)["pk"].as_s().unwrap().clone())
+            .collect()
+    }
+
     fn pos(lines: u64) -> FilePosition {
         FilePosition {
             offset: lines * 10,
@@ -966,19 +974,15 @@ mod tests {
                     stop.cancel();
                 }
                 tokio::time::sleep(Duration::from_micros(fastrand::u64(0..3000))).await;
-                let poisoned = requests
-                    .iter()
-                    .any(|r| Some(put_item(r)["pk"].as_s().unwrap()) == self.poison.as_ref());
+                let keys = pks(requests);
+                let poisoned = keys.iter().any(|k| Some(k) == self.poison.as_ref());
                 if call >= self.fail_from || poisoned {
                     return Err(AttemptError::Throttled {
                         message: "ProvisionedThroughputExceededException".into(),
                         resources: vec![],
                     });
                 }
-                let mut written = self.written.lock().unwrap();
-                for r in requests {
-                    written.push(put_item(r)["pk"].as_s().unwrap().clone());
-                }
+                self.written.lock().unwrap().extend(keys);
                 Ok(AttemptOutcome::default())
             })
         }
@@ -1365,11 +1369,7 @@ mod tests {
                 for _ in 0..fastrand::usize(1..8) {
                     tokio::task::yield_now().await;
                 }
-                self.written.lock().unwrap().extend(
-                    requests
-                        .iter()
-                        .map(|r| put_item(r)["pk"].as_s().unwrap().clone()),
-                );
+                self.written.lock().unwrap().extend(pks(requests));
                 self.in_progress.fetch_sub(bytes, Ordering::SeqCst);
                 Ok(AttemptOutcome::default())
             })
@@ -1445,10 +1445,7 @@ mod tests {
             requests: &'a [RawWrite],
         ) -> BoxFuture<'a, std::result::Result<AttemptOutcome, AttemptError>> {
             Box::pin(async move {
-                let keys: Vec<String> = requests
-                    .iter()
-                    .map(|r| put_item(r)["pk"].as_s().unwrap().clone())
-                    .collect();
+                let keys = pks(requests);
                 if keys[0].starts_with("f1") {
                     self.entered.store(true, Ordering::SeqCst);
                     drop(self.release.acquire().await.unwrap());
