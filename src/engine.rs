@@ -135,10 +135,15 @@ pub struct Batch {
     end: FilePosition,
     /// Wait for every earlier batch of this file before sending: it writes a key one of them also writes.
     barrier: bool,
-    /// Bytes of the requests, as the batch budget counts them.
-    bytes: usize,
     /// Its share of the batch budget, held until the batch is acknowledged or dropped.
     share: Option<Share>,
+}
+
+impl Batch {
+    /// Bytes of the requests, as the batch budget counts them.
+    fn bytes(&self) -> usize {
+        self.requests.iter().map(|r| r.as_bytes().len()).sum()
+    }
 }
 
 enum DecodeEnd {
@@ -567,7 +572,7 @@ impl Decoder {
     /// for batch budget hold) could wait forever. A batch that is cut needs nothing more to be written and
     /// give its share back, so this wait always ends.
     fn hand_on(&self, mut batch: Batch, tx: &mpsc::Sender<Batch>) -> bool {
-        let bytes = batch.bytes as u64;
+        let bytes = batch.bytes() as u64;
         let share = match self.budget.try_take(bytes) {
             Some(share) => share,
             None => {
@@ -828,15 +833,15 @@ impl Batcher {
         if self.recent.iter().any(|keys| keys.contains(&key)) {
             self.barrier = true;
         }
-        if wire::encoded_len(image) >= OWN_ALLOCATION {
+        let encoded = wire::encoded_len(image);
+        if encoded >= OWN_ALLOCATION {
             self.own
                 .push((self.ends.len(), RawWrite::new(delete, image)));
         } else {
             if self.ends.is_empty() {
                 // Room for a batch of lines like this one, so that one batch is usually one allocation; not
                 // more than BATCH_RESERVE, so that one huge first line does not size every batch after it.
-                self.buf
-                    .reserve((wire::encoded_len(image) * self.max).min(BATCH_RESERVE));
+                self.buf.reserve((encoded * self.max).min(BATCH_RESERVE));
             }
             wire::encode(&mut self.buf, delete, image);
         }
@@ -861,7 +866,6 @@ impl Batcher {
         ));
         self.bytes = 0;
         let buf = self.buf.split().freeze();
-        let mut bytes = buf.len();
         let mut start = 0;
         let mut own = self.own.drain(..).peekable();
         let requests = self
@@ -870,7 +874,6 @@ impl Batcher {
             .enumerate()
             .map(|(i, (end, delete))| {
                 if let Some((_, write)) = own.next_if(|(at, _)| *at == i) {
-                    bytes += write.as_bytes().len();
                     return write;
                 }
                 let write = RawWrite::from_encoded(buf.slice(start..end), delete);
@@ -878,13 +881,11 @@ impl Batcher {
                 write
             })
             .collect();
-        drop(own);
         Some(Batch {
             requests,
             lines: std::mem::replace(&mut self.lines, Vec::with_capacity(self.max)),
             end: self.end,
             barrier: std::mem::take(&mut self.barrier),
-            bytes,
             share: None,
         })
     }
@@ -1576,14 +1577,13 @@ mod tests {
             .map(|(i, item)| (i == 3, item.as_str()))
             .collect();
         assert_eq!(sent, expected);
-        assert_eq!(
-            batch.bytes,
-            batch
-                .requests
-                .iter()
-                .map(|r| r.as_bytes().len())
-                .sum::<usize>()
-        );
+        // Requests in the shared buffer and on their own count alike.
+        let alone: usize = items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| RawWrite::new(i == 3, item).as_bytes().len())
+            .sum();
+        assert_eq!(batch.bytes(), alone);
         assert!(b.own.is_empty() && b.buf.is_empty() && b.ends.is_empty());
     }
 
