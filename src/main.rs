@@ -580,6 +580,32 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    /// The defaults written as text for `--help` are the engine's.
+    #[test]
+    fn budget_defaults_are_the_engines() {
+        let cli = Cli::try_parse_from([
+            "ddb-pitr",
+            "restore",
+            "--table",
+            "t",
+            "--export",
+            "s3://b/p/AWSDynamoDB/01-ab/",
+        ])
+        .unwrap();
+        let Command::Restore(args) = cli.command else {
+            panic!("not a restore");
+        };
+        let settings = args.engine.settings(MAX_BATCH_SIZE);
+        assert_eq!(
+            settings.read_budget.bytes(),
+            ddb_pitr::engine::DEFAULT_READ_BUDGET
+        );
+        assert_eq!(
+            settings.batch_budget.bytes(),
+            ddb_pitr::engine::DEFAULT_BATCH_BUDGET
+        );
+    }
+
     #[test]
     fn sizes() {
         assert_eq!(parse_size("1MiB"), Ok(1 << 20));
