@@ -14,7 +14,7 @@
 //!   parts, MD5, gunzip, split, decode, key check, batches), i.e. the whole blocking stage.
 //!
 //! Every group reports throughput in *decompressed* bytes (plus lines or items where they mean something),
-//! so the groups add up and compare with each other. The input comes from [`ddb_pitr::synth::generate`], the
+//! so the groups add up and compare with each other. The input comes from [`ddb_pitr_synth::generate`], the
 //! generator behind the tests and `ddb-pitr-gen`: every attribute type, hostile strings, nested values and a
 //! few near-400 KB items. It is generated once per run and held in memory.
 //!
@@ -47,7 +47,7 @@ use ddb_pitr::decode::{WriteOp, decode_line, scan_line};
 use ddb_pitr::engine::{Batcher, Engine, FileRef, MAX_BATCH_SIZE, MAX_LINE_BYTES, Settings};
 use ddb_pitr::manifest::{DataFile, ExportType};
 use ddb_pitr::source::{ObjectInfo, ObjectReader};
-use ddb_pitr::synth::{self, IncrementalSpec, SynthSpec};
+use ddb_pitr_synth::{self as synth, IncrementalSpec, SynthSpec};
 use ddb_pitr::table::{KeyAttr, KeySchema, KeyType};
 use ddb_pitr::wire::RawWrite;
 use ddb_pitr::write::{BatchWriter, DynamoWriter};

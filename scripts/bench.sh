@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-cargo build --release -p ddb-pitr --bins -p ddb-bench-endpoint
+cargo build --release -p ddb-pitr --bins -p ddb-pitr-synth -p ddb-bench-endpoint
 python3 scripts/bench.py "$@"
 if [[ " $* " == *" --quick "* ]]; then
     cargo bench --bench hot_path -- --quick

@@ -1030,12 +1030,12 @@ mod tests {
             .enumerate()
             .map(|(i, lines)| {
                 let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
-                let gz = crate::synth::gzip(text.as_bytes());
+                let gz = ddb_pitr_synth::gzip(text.as_bytes());
                 let suffix = if i == 0 { String::new() } else { i.to_string() };
                 let file = DataFile {
                     key: format!("data/f{suffix}.json.gz"),
                     item_count: lines.len() as u64,
-                    md5: crate::synth::md5_base64(&gz),
+                    md5: ddb_pitr_synth::md5_base64(&gz),
                 };
                 objects.insert(file.key.clone(), Bytes::from(gz));
                 file

@@ -44,7 +44,6 @@ pub mod reporter;
 pub mod restore;
 pub mod size;
 pub mod source;
-pub mod synth;
 pub mod table;
 pub mod validate;
 pub mod wire;

@@ -1932,11 +1932,11 @@ mod tests {
             .map(|i| format!(r#"{{"Item":{{"pk":{{"S":"k{i}"}},"v":{{"N":"{i}"}}}}}}"#))
             .collect();
         let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
-        let gz = crate::synth::gzip(text.as_bytes());
+        let gz = ddb_pitr_synth::gzip(text.as_bytes());
         let file = manifest::DataFile {
             key: "AWSDynamoDB/e1/data/f.json.gz".into(),
             item_count: 10,
-            md5: crate::synth::md5_base64(&gz),
+            md5: ddb_pitr_synth::md5_base64(&gz),
         };
         let objects: Arc<dyn ObjectReader> = Arc::new(MemoryObjects(
             [(file.key.clone(), bytes::Bytes::from(gz))].into(),

@@ -199,7 +199,7 @@ mod tests {
     use super::*;
     use crate::decode::{decode_line, scan_line};
     use crate::manifest::ExportType;
-    use crate::synth::{self, SynthSpec};
+    use ddb_pitr_synth::{self as synth, SynthSpec};
     use crate::table::{KeySchema, KeyType};
 
     fn pk_sk() -> KeySchema {

@@ -4,7 +4,7 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::types::ScalarAttributeType as T;
-use ddb_pitr::synth::{self, ExportKind, RawExport, RawFile};
+use ddb_pitr_synth::{self as synth, ExportKind, RawExport, RawFile};
 
 use crate::cli::{self, Run};
 use crate::support::{TestBucket, TestTable};

@@ -9,7 +9,7 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
     ProjectionType, ProvisionedThroughput, ScalarAttributeType,
 };
-use ddb_pitr::synth::{self, SynthOutput, SynthSpec};
+use ddb_pitr_synth::{self as synth, SynthOutput, SynthSpec};
 use serde_json::{Value, json};
 
 use crate::cli::{self, Aws};

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::ScalarAttributeType as T;
 use ddb_pitr::control::{Acquired, FileProgress, FileStatus};
-use ddb_pitr::synth::{self, IncrementalSpec, SynthOutput, SynthSpec};
+use ddb_pitr_synth::{self as synth, IncrementalSpec, SynthOutput, SynthSpec};
 use serde_json::Value;
 
 use crate::cli::{self, REAL_FULL, REAL_INC1, REAL_INC2};

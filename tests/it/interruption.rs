@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::ScalarAttributeType as T;
-use ddb_pitr::synth::{self, IncrementalSpec, SynthOutput, SynthSpec};
+use ddb_pitr_synth::{self as synth, IncrementalSpec, SynthOutput, SynthSpec};
 use serde_json::Value;
 
 use crate::cli::{self, Aws};

@@ -2,7 +2,7 @@
 //! 400 KB, empty files, prefixes, N and B keys, both views.
 
 use aws_sdk_dynamodb::types::ScalarAttributeType as T;
-use ddb_pitr::synth::{self, IncrementalSpec, KeyAttr, KeyType, OutputView, SynthSpec};
+use ddb_pitr_synth::{self as synth, IncrementalSpec, KeyAttr, KeyType, OutputView, SynthSpec};
 
 use crate::cli;
 use crate::support::{TestBucket, TestTable, assert_table_matches};

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::str::FromStr;
 
 use clap::{Parser, ValueEnum};
-use ddb_pitr::synth;
+use ddb_pitr_synth as synth;
 
 #[derive(Parser)]
 #[command(about = "Generate a synthetic DynamoDB export-to-S3 chain")]
