@@ -21,6 +21,7 @@
 //! `cargo bench --bench hot_path` runs everything; add `-- --quick` for a fast pass, or a filter such as
 //! `-- decode`. `cargo test --benches` runs each benchmark once.
 
+use std::collections::HashMap;
 use std::hint::black_box;
 use std::io::{self, BufRead, BufReader, Read};
 use std::ops::Range;
@@ -29,37 +30,33 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{DeleteRequest, PutRequest, ReturnConsumedCapacity, WriteRequest};
-use aws_smithy_runtime_api::client::http::{
-    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpConnector,
-};
-use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
-use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use aws_smithy_runtime_api::http::{Response as HttpResponse, StatusCode};
-use aws_smithy_types::body::SdkBody;
 use bytes::Bytes;
 use criterion::measurement::WallTime;
 use criterion::{
     BatchSize, BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group,
     criterion_main,
 };
-use ddb_pitr::checkpoint::FilePosition;
-use ddb_pitr::decode::{WriteOp, decode_line, scan_line};
-use ddb_pitr::engine::{Batcher, Engine, FileRef, MAX_BATCH_SIZE, MAX_LINE_BYTES, Settings};
-use ddb_pitr::manifest::{DataFile, ExportType};
-use ddb_pitr::source::{ObjectInfo, ObjectReader};
+use ddb_pitr::engine::batcher::Batcher;
+use ddb_pitr::engine::watermark::FilePosition;
+use ddb_pitr::engine::{Engine, FileRef, MAX_LINE_BYTES, Settings};
+use ddb_pitr::export::manifest::{DataFile, ExportType};
+use ddb_pitr::item::WriteOp;
+use ddb_pitr::item::decode::{decode_line, scan_line};
+use ddb_pitr::item::key::{KeyAttr, KeySchema, KeyType};
+use ddb_pitr::item::wire::RawWrite;
+use ddb_pitr::testing::http::Canned;
+use ddb_pitr::testing::objects::MemoryObjects;
+use ddb_pitr::write::dynamo::DynamoWriter;
+use ddb_pitr::write::{BatchSize as WriteBatchSize, BatchWriter};
 use ddb_pitr_synth::{self as synth, IncrementalSpec, SynthSpec};
-use ddb_pitr::table::{KeyAttr, KeySchema, KeyType};
-use ddb_pitr::wire::RawWrite;
-use ddb_pitr::write::{BatchWriter, DynamoWriter};
 use flate2::read::MultiGzDecoder;
-use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
-/// The engine's read buffer in front of the gzip decoder (`Decoder::run` in `src/engine.rs`).
+/// The engine's read buffer in front of the gzip decoder (`Decoder::run` in `src/engine/decoder.rs`).
 const READ_BUFFER: usize = 256 * 1024;
 
 /// Batches the engine remembers for its ordering barriers with the default settings: `2 × inflight + 1`
-/// (`Engine::process` in `src/engine.rs`). It bounds how many key sets each [`Batcher::add`] looks at.
+/// (`Engine::process` in `src/engine/mod.rs`). It bounds how many key sets each [`Batcher::add`] looks at.
 fn recent_batches() -> usize {
     2 * Settings::default().inflight_batches + 1
 }
@@ -101,7 +98,7 @@ impl Dataset {
     /// The writes, 25 at a time. For synthetic exports these are exactly the batches the engine cuts: no
     /// export writes a key twice, and 25 items are far below the 16 MB limit.
     fn request_batches(&self) -> impl Iterator<Item = &[RawWrite]> {
-        self.writes.chunks(MAX_BATCH_SIZE)
+        self.writes.chunks(WriteBatchSize::MAX.get())
     }
 }
 
@@ -291,29 +288,6 @@ fn decode(c: &mut Criterion) {
     }
 }
 
-/// An HTTP client that answers every request in process with `200 {}`.
-#[derive(Debug, Clone)]
-struct Answer200;
-
-impl HttpConnector for Answer200 {
-    fn call(&self, _: HttpRequest) -> HttpConnectorFuture {
-        HttpConnectorFuture::ready(Ok(HttpResponse::new(
-            StatusCode::try_from(200).expect("200"),
-            SdkBody::from("{}"),
-        )))
-    }
-}
-
-impl HttpClient for Answer200 {
-    fn http_connector(
-        &self,
-        _: &HttpConnectorSettings,
-        _: &RuntimeComponents,
-    ) -> SharedHttpConnector {
-        SharedHttpConnector::new(self.clone())
-    }
-}
-
 /// One BatchWriteItem call answered in process (test credentials, fixed region), two ways:
 /// - `direct`: the production [`DynamoWriter`]: the batch's JSON, SigV4 signing (the body's SHA-256
 ///   included), the answer parsed;
@@ -324,7 +298,7 @@ fn sdk_client() -> Client {
     Client::from_conf(
         aws_sdk_dynamodb::Config::builder()
             .with_test_defaults_v2()
-            .http_client(Answer200)
+            .http_client(Canned::always(200, "{}"))
             .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled())
             .build(),
     )
@@ -368,9 +342,9 @@ fn batch_build(c: &mut Criterion) {
         g.throughput(d.lines_and_bytes());
         g.bench_function(BenchmarkId::new("raw_write+batcher", d.name), |b| {
             b.iter_batched(
-                || Vec::with_capacity(d.lines.len() / MAX_BATCH_SIZE + 1),
+                || Vec::with_capacity(d.lines.len() / WriteBatchSize::MAX.get() + 1),
                 |mut batches| {
-                    let mut batcher = Batcher::new(MAX_BATCH_SIZE, recent_batches());
+                    let mut batcher = Batcher::new(WriteBatchSize::MAX.get(), recent_batches());
                     let mut position = FilePosition::default();
                     for ((write, &key_hash), range) in
                         d.writes.iter().zip(&d.key_hashes).zip(&d.lines)
@@ -395,7 +369,7 @@ fn batch_build(c: &mut Criterion) {
         });
 
         let table = "synth";
-        let first = &d.writes[..MAX_BATCH_SIZE];
+        let first = &d.writes[..WriteBatchSize::MAX.get()];
         let check = rt.block_on(writer.write_batch(table, first));
         assert!(check.is_ok(), "{check:?}");
         g.bench_function(BenchmarkId::new("send_direct", d.name), |b| {
@@ -425,41 +399,16 @@ fn batch_build(c: &mut Criterion) {
     }
 }
 
-/// One gzip object served from memory.
-struct InMemory(Bytes);
-
-impl ObjectReader for InMemory {
-    fn get<'a>(&'a self, _: &'a str, _: &'a str) -> BoxFuture<'a, ddb_pitr::Result<Option<Bytes>>> {
-        Box::pin(async { Ok(Some(self.0.clone())) })
-    }
-
-    fn head<'a>(
-        &'a self,
-        _: &'a str,
-        _: &'a str,
-    ) -> BoxFuture<'a, ddb_pitr::Result<Option<ObjectInfo>>> {
-        let size = self.0.len() as u64;
-        Box::pin(async move { Ok(Some(ObjectInfo { size, etag: None })) })
-    }
-
-    fn get_range<'a>(
-        &'a self,
-        _: &'a str,
-        _: &'a str,
-        range: Range<u64>,
-        _: Option<&'a str>,
-    ) -> BoxFuture<'a, ddb_pitr::Result<Bytes>> {
-        Box::pin(async move { Ok(self.0.slice(range.start as usize..range.end as usize)) })
-    }
-}
-
 fn end_to_end_decode(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let mut g = group(c, "end_to_end_decode");
     for d in DATASETS.iter() {
         // A dry run (no writer): every batch is cut and acknowledged at once, nothing is sent.
         let engine = Engine {
-            objects: Arc::new(InMemory(d.gz.clone())),
+            objects: Arc::new(MemoryObjects(HashMap::from([(
+                d.file.key.clone(),
+                d.gz.clone(),
+            )]))),
             writer: None,
             table: "synth".into(),
             key: d.key.clone(),

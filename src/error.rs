@@ -1,5 +1,8 @@
 //! Typed errors. Every error that concerns input data names the export, the file, the line and the byte
 //! offset, and says what to do about it.
+//!
+//! A leaf: it imports no other module of the crate. AWS SDK errors become [`Error::Aws`] in
+//! [`crate::aws::error`].
 
 use std::fmt;
 
@@ -114,48 +117,25 @@ impl Error {
             "Fatal"
         }
     }
-
-    pub(crate) fn aws<E>(
-        operation: impl Into<String>,
-        err: &aws_smithy_runtime_api::client::result::SdkError<
-            E,
-            aws_smithy_runtime_api::http::Response,
-        >,
-    ) -> Self
-    where
-        E: std::error::Error + aws_smithy_types::error::metadata::ProvideErrorMetadata + 'static,
-    {
-        Error::Aws {
-            operation: operation.into(),
-            message: describe_sdk_error(err),
-            retryable: crate::write::is_transient_sdk_error(err),
-        }
-    }
-}
-
-/// `Code: message (HTTP status)` for service errors; the error chain for transport failures. The SDK's
-/// debug rendering (headers, raw body) is useless to someone in the middle of a recovery.
-pub(crate) fn describe_sdk_error<E>(
-    err: &aws_smithy_runtime_api::client::result::SdkError<
-        E,
-        aws_smithy_runtime_api::http::Response,
-    >,
-) -> String
-where
-    E: std::error::Error + aws_smithy_types::error::metadata::ProvideErrorMetadata + 'static,
-{
-    use aws_smithy_runtime_api::client::result::SdkError;
-    match err {
-        SdkError::ServiceError(se) => {
-            let status = se.raw().status().as_u16();
-            match (se.err().code(), se.err().message()) {
-                (Some(code), Some(msg)) => format!("{code}: {msg} (HTTP {status})"),
-                (Some(code), None) => format!("{code} (HTTP {status})"),
-                _ => format!("{} (HTTP {status})", se.err()),
-            }
-        }
-        other => aws_smithy_types::error::display::DisplayErrorContext(other).to_string(),
-    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// At most `max` characters of `s`, for quoting input in a message without quoting all of it.
+pub fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncate_respects_char_boundaries() {
+        assert_eq!(truncate("héllo", 2), "hé");
+        assert_eq!(truncate("ab", 10), "ab");
+    }
+}

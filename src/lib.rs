@@ -1,53 +1,46 @@
 //! Restore Amazon DynamoDB tables from DynamoDB's "export to S3" output.
 //!
-//! The modules follow the data, from the export on S3 to the target table:
+//! The modules follow the data, from the export on S3 to the target table, and each imports only from the
+//! modules listed above it:
 //!
-//! 1. [`location`]: `s3://` URIs of exports, checkpoints and reports.
-//! 2. [`manifest`]: reads `manifest-summary.json` and `manifest-files.json`, verifies their checksums and
-//!    counts, and resolves data-file keys.
-//! 3. [`chain`]: checks that a list of exports forms one contiguous chain for one table.
-//! 4. [`source`]: streams a data file with ranged GETs and read-ahead, verifying its MD5 on the way.
-//! 5. [`decode`]: turns one line of DynamoDB JSON into a put or a delete, with exact error locations.
-//! 6. [`table`]: DescribeTable checks and the key schema every written item must carry.
-//! 7. [`write`]: BatchWriteItem batching, retries with backoff and full jitter, write statistics.
-//! 8. [`checkpoint`]: byte-offset low-watermarks per file and their durable store (local file or S3).
-//! 9. [`engine`]: "process this file from this offset", and the local restore that drives it; its memory is
-//!    bounded by the byte budgets of [`budget`], shared by all files.
-//! 10. [`report`]: the JSON report, documented in `docs/report.md`.
+//! - [`error`]: the typed errors; every error about data names the export, file, line and byte offset.
+//! - [`clock`]: now, and the one RFC 3339 format of checkpoints, reports and the control table.
+//! - [`budget`]: byte budgets shared by all files, which bound the memory of reads and batches.
+//! - [`aws`]: the SDK clients, SDK error wording and classification, Lambda configuration, EMF metrics.
+//! - [`export`]: the export on S3: locations, manifests, the chain, and data files read with ranged GETs.
+//! - [`item`]: one line into one write, pure: decode, key, number rules, wire format, item size.
+//! - [`write`](mod@write): BatchWriteItem: the writer seam, the DynamoDB writer, retries, pacing, statistics.
+//! - [`table`]: the target table's DescribeTable checks, and its capacity during a restore.
+//! - [`engine`]: "process this file from this offset", the one function every front door calls.
+//! - [`preflight`]: the checks made before the first write, shared by the local runner, the planner and
+//!   `validate`.
+//! - [`report`]: the JSON report, documented in `docs/report.md`.
+//! - [`local`]: `ddb-pitr restore`: the chain export by export, the checkpoint, progress.
+//! - [`distributed`]: the control table, the planner, the file worker, the reporter and `cloud`.
+//! - [`access`]: which IAM actions each role calls, and the least-privilege policy documents.
+//! - [`validate`]: `ddb-pitr validate`: read-only checks and estimates before a restore.
+//! - `testing` (tests, and the `test-util` feature): in-memory objects, fake writers, canned HTTP and the
+//!   call log, written once for every module's tests.
 //!
-//! Distributed restores add three modules over the same engine: [`control`] (the DynamoDB control table:
-//! plan, leases, checkpoints, counters), [`plan`] (the planner) and [`worker`] (the file worker, for the
-//! worker Lambda and for `ddb-pitr worker` on EC2).
-//!
-//! [`synth`] writes real-format exports for tests and benchmarks. Nothing here depends on the Lambda runtime;
-//! the local CLI and the distributed workers are thin front doors over [`engine::process_file`].
+//! Nothing here depends on the Lambda runtime or on clap; the CLI (`src/main.rs`, `src/commands/`) and the
+//! functions (`functions/`) are thin front doors.
 
 pub mod access;
+pub mod aws;
 pub mod budget;
-pub mod capacity;
-pub mod chain;
-pub mod checkpoint;
-pub mod cloud;
-pub mod control;
-pub mod decode;
+pub mod clock;
+pub mod distributed;
 pub mod engine;
-pub mod env;
 pub mod error;
-pub mod location;
-pub mod manifest;
-pub mod metrics;
-pub mod pace;
-pub mod plan;
-pub mod progress;
+pub mod export;
+pub mod item;
+pub mod local;
+pub mod preflight;
 pub mod report;
-pub mod reporter;
-pub mod restore;
-pub mod size;
-pub mod source;
 pub mod table;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
 pub mod validate;
-pub mod wire;
-pub mod worker;
 pub mod write;
 
 pub use error::{Error, Result};

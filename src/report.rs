@@ -1,28 +1,19 @@
 //! The JSON report. Its schema is documented in `docs/report.md`; `report_format` changes when a field's
 //! meaning changes.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
-use crate::chain::Discontinuity;
-use crate::location::S3Uri;
-use crate::manifest::{ExportType, OutputView, SummaryChecksum};
-use crate::write::WriteStatsSnapshot;
+use crate::aws::error::sdk_error;
+use crate::error::Result;
+use crate::export::chain::Discontinuity;
+use crate::export::location::{S3Uri, report_object};
+use crate::export::manifest::{ExportType, OutputView, SummaryChecksum};
+use crate::table::capacity::CapacityChange;
+use crate::write::stats::{LatencySummary, ResourceUse, WriteStatsSnapshot};
 
 pub const REPORT_FORMAT: u32 = 1;
-
-/// The S3 object a report goes to: `uri` itself, or `<prefix>ddb-pitr-report-<id>.json` when `uri` is a
-/// prefix (empty or ending in `/`). The local runner names its reports by start time, the reporter by
-/// restore id.
-pub fn report_object(uri: &S3Uri, id: &str) -> S3Uri {
-    if uri.key.is_empty() || uri.key.ends_with('/') {
-        S3Uri {
-            bucket: uri.bucket.clone(),
-            key: format!("{}ddb-pitr-report-{id}.json", uri.key),
-        }
-    } else {
-        uri.clone()
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -102,15 +93,15 @@ pub struct CapacityReport {
     pub managed: bool,
     pub target_wcu: Option<i64>,
     /// Settings raised before the first write.
-    pub raised: Vec<crate::capacity::CapacityChange>,
+    pub raised: Vec<CapacityChange>,
     /// Settings put back after the restore.
-    pub restored: Vec<crate::capacity::CapacityChange>,
+    pub restored: Vec<CapacityChange>,
     /// `true` once every raised setting is back; `false` if putting it back failed (see `errors`); absent
     /// when there was nothing to put back.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub original_restored: Option<bool>,
     /// Consumed write units and throttled requests by `table` and `index/<name>`, as DynamoDB reported them.
-    pub resources: std::collections::BTreeMap<String, crate::write::ResourceUse>,
+    pub resources: BTreeMap<String, ResourceUse>,
     pub warnings: Vec<String>,
 }
 
@@ -120,7 +111,7 @@ pub struct LatencyReport {
     pub first_write_seconds: Option<f64>,
     /// From handing a batch to the writer until all of it was accepted: pacing, throttling, retries and
     /// backoff included.
-    pub batch_wait: crate::write::LatencySummary,
+    pub batch_wait: LatencySummary,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -155,4 +146,27 @@ pub struct Report {
     /// What to run to continue, when the run did not succeed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resume_hint: Option<String>,
+}
+
+/// Writes a report as pretty JSON to exactly `target`.
+pub async fn put_report(s3: &aws_sdk_s3::Client, target: &S3Uri, report: &Report) -> Result<()> {
+    s3.put_object()
+        .bucket(&target.bucket)
+        .key(&target.key)
+        .content_type("application/json")
+        .body(
+            serde_json::to_vec_pretty(report)
+                .expect("report serialises")
+                .into(),
+        )
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| sdk_error(format!("PutObject {target}"), &e))
+}
+
+/// Writes a report under `uri`: exactly there, or, for a prefix, named by the report's start time.
+pub async fn upload_report(s3: &aws_sdk_s3::Client, uri: &S3Uri, report: &Report) -> Result<()> {
+    let target = report_object(uri, &report.started_at.replace(':', "-"));
+    put_report(s3, &target, report).await
 }

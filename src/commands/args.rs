@@ -1,10 +1,18 @@
-//! Flags shared by several subcommands, so that `restore` and `validate` read a chain the same way.
+//! Flags and flag parsers shared by several subcommands, so that `restore` and `validate` read a chain the
+//! same way and `restore` and `worker` tune the engine the same way.
+
+use std::time::Duration;
 
 use clap::{Args, ValueEnum};
-use ddb_pitr::access::AutoScaling;
-use ddb_pitr::chain::Expectations;
-use ddb_pitr::location::ExportUri;
-use ddb_pitr::manifest::{ExportType, OutputView};
+use ddb_pitr::budget::ByteBudget;
+use ddb_pitr::engine::{DEFAULT_INFLIGHT_BATCHES, Settings};
+use ddb_pitr::export::chain::Expectations;
+use ddb_pitr::export::location::ExportUri;
+use ddb_pitr::export::manifest::{ExportType, OutputView};
+use ddb_pitr::table::capacity::AutoScaling;
+use ddb_pitr::write::BatchSize;
+use ddb_pitr::write::pace::MIN_RATE;
+use ddb_pitr::write::retry::RetryPolicy;
 
 /// The target table and the export chain.
 #[derive(Args)]
@@ -84,5 +92,108 @@ impl From<AutoScalingArg> for AutoScaling {
             AutoScalingArg::Refuse => AutoScaling::Refuse,
             AutoScalingArg::Adjust => AutoScaling::Adjust,
         }
+    }
+}
+
+/// Read and write tuning shared by `restore` and `worker`.
+#[derive(Args)]
+pub struct EngineArgs {
+    /// Ranged GETs in flight per data file.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..))]
+    read_ahead: u16,
+    /// Size of each ranged GET.
+    #[arg(long, default_value = "1MiB", value_parser = parse_size, help_heading = "Tuning")]
+    part_size: u64,
+    /// Compressed bytes read ahead across all data files at once: bounds memory when many files are
+    /// restored in parallel.
+    #[arg(long, default_value = "16MiB", value_parser = parse_size, help_heading = "Tuning")]
+    read_budget: u64,
+    /// Bytes of batches cut and not yet written, across all data files at once: bounds memory when items
+    /// are large (batches are cut at 4 MiB of lines: about ten items near 400 KB).
+    #[arg(long, default_value = "24MiB", value_parser = parse_size, help_heading = "Tuning")]
+    batch_budget: u64,
+    /// BatchWriteItem calls in flight per data file.
+    #[arg(long, default_value_t = DEFAULT_INFLIGHT_BATCHES as u16, value_parser = clap::value_parser!(u16).range(1..), help_heading = "Tuning")]
+    inflight_batches: u16,
+    /// Consecutive BatchWriteItem attempts without progress before a file stops.
+    #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u32).range(1..), help_heading = "Tuning")]
+    max_attempts: u32,
+    /// Do not learn the table's write capacity from throttling; only back off batch by batch. For
+    /// comparisons: the adaptive rate keeps a throttled table at its capacity with far fewer retries.
+    #[arg(long, help_heading = "Tuning")]
+    no_adaptive_rate: bool,
+}
+
+impl EngineArgs {
+    pub fn settings(&self, batch_size: BatchSize) -> Settings {
+        Settings {
+            batch_size,
+            read_ahead: self.read_ahead.into(),
+            part_size: self.part_size,
+            inflight_batches: self.inflight_batches.into(),
+            retry: RetryPolicy {
+                max_attempts: self.max_attempts,
+                ..RetryPolicy::default()
+            },
+            adaptive_rate: !self.no_adaptive_rate,
+            read_budget: ByteBudget::new(self.read_budget),
+            batch_budget: ByteBudget::new(self.batch_budget),
+        }
+    }
+}
+
+pub fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= MIN_RATE => Ok(v),
+        _ => Err(format!(
+            "{s:?} is not a positive number of at least {MIN_RATE}"
+        )),
+    }
+}
+
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size like 1MiB"))?;
+    let mult = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "K" | "k" => 1 << 10,
+        "MiB" | "M" => 1 << 20,
+        "GiB" | "G" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?}; use B, KiB, MiB or GiB"
+            ));
+        }
+    };
+    n.checked_mul(mult)
+        .filter(|&v| v > 0)
+        .ok_or_else(|| format!("{s:?} is out of range"))
+}
+
+pub fn parse_interval(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d < Duration::from_millis(10) {
+        return Err("must be at least 10ms".into());
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_size("512KiB"), Ok(512 << 10));
+        assert_eq!(parse_size("100"), Ok(100));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("1TB").is_err());
+        assert!(parse_interval("0s").is_err());
+        assert_eq!(parse_interval("50ms"), Ok(Duration::from_millis(50)));
     }
 }

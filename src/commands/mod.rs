@@ -1,5 +1,36 @@
-//! Subcommands that have grown beyond a few lines of flag handling, one file each.
+//! One file per subcommand, and the flags they share ([`args`]). Each turns flags into the library's options,
+//! runs, prints data (JSON) on stdout and returns the exit status.
 
 pub mod args;
+pub mod cloud;
 pub mod policy;
+pub mod restore;
 pub mod validate;
+pub mod worker;
+
+/// Exit statuses: 0 success, 1 failure, 2 bad usage (clap), 130 interrupted.
+pub const EXIT_FAILED: u8 = 1;
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+/// Resolves on the first SIGINT or SIGTERM. A second signal exits at once; the last saved checkpoint stays
+/// valid because it never claims unacknowledged writes.
+pub async fn shutdown_signal() {
+    wait_for_signal().await;
+    tokio::spawn(async {
+        wait_for_signal().await;
+        eprintln!(
+            "second signal: exiting now; the last saved checkpoint is still valid (capacity raised by \
+             --manage-capacity stays raised until the next run with the same --resume puts it back)"
+        );
+        std::process::exit(EXIT_INTERRUPTED.into());
+    });
+}
+
+async fn wait_for_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

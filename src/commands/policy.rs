@@ -6,11 +6,15 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
-use ddb_pitr::access::{self, Role, Scope};
-use ddb_pitr::location::{ExportUri, S3Uri, StateLocation};
-use ddb_pitr::restore::Clients;
-use ddb_pitr::source::S3Reader;
+use ddb_pitr::access::exports::export_access;
+use ddb_pitr::access::policy::policy_document;
+use ddb_pitr::access::{self, Role, Scope, permissions};
+use ddb_pitr::aws::{Clients, caller_account};
+use ddb_pitr::export::location::{ExportUri, S3Uri, StateLocation};
+use ddb_pitr::export::source::S3Reader;
 use serde_json::json;
+
+use super::args::AutoScalingArg;
 
 #[derive(Args)]
 pub struct PolicyArgs {
@@ -72,12 +76,6 @@ pub struct PolicyArgs {
 enum Mode {
     Local,
     Lambda,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum AutoScalingArg {
-    Refuse,
-    Adjust,
 }
 
 fn parse_export(s: &str) -> Result<ExportUri, String> {
@@ -151,7 +149,7 @@ pub async fn run(args: PolicyArgs) -> anyhow::Result<ExitCode> {
                 .as_ref()
                 .expect("loaded when the account is unknown")
                 .sts;
-            access::caller_account(sts).await?
+            caller_account(sts).await?
         }
     };
     if !access::is_account_id(&account) {
@@ -181,7 +179,7 @@ pub async fn run(args: PolicyArgs) -> anyhow::Result<ExitCode> {
             }
         }
         let s3 = clients.as_ref().expect("loaded for --export").s3.clone();
-        let found = access::export_access(&S3Reader::new(s3), &args.exports).await?;
+        let found = export_access(&S3Reader::new(s3), &args.exports).await?;
         export_objects = found.objects;
         kms_keys.extend(found.kms_keys);
     }
@@ -199,10 +197,7 @@ pub async fn run(args: PolicyArgs) -> anyhow::Result<ExitCode> {
         report: args.report,
         kms_keys: Vec::new(),
         manage_capacity: args.manage_capacity,
-        autoscaling: match args.autoscaling {
-            AutoScalingArg::Refuse => access::AutoScaling::Refuse,
-            AutoScalingArg::Adjust => access::AutoScaling::Adjust,
-        },
+        autoscaling: args.autoscaling.into(),
         control_table: String::new(),
         queue: String::new(),
     };
@@ -214,7 +209,7 @@ pub async fn run(args: PolicyArgs) -> anyhow::Result<ExitCode> {
     }
 
     let document = match args.mode {
-        Mode::Local => access::policy_document(&access::permissions(Role::Local, &scope)),
+        Mode::Local => policy_document(&permissions(Role::Local, &scope)),
         Mode::Lambda => {
             if scope.manage_capacity {
                 bail!(
@@ -237,7 +232,7 @@ pub async fn run(args: PolicyArgs) -> anyhow::Result<ExitCode> {
             if scope.queue.is_empty() {
                 bail!("--queue `{queue}` names no queue");
             }
-            let doc = |role| access::policy_document(&access::permissions(role, &scope));
+            let doc = |role| policy_document(&permissions(role, &scope));
             json!({
                 "planner": doc(Role::Planner),
                 "worker": doc(Role::Worker),

@@ -5,9 +5,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use ddb_pitr::restore::Clients;
+use ddb_pitr::aws::Clients;
 use ddb_pitr::validate::{self, DEFAULT_PRICE_PER_MILLION_WRU, Options};
 
+use super::EXIT_FAILED;
 use super::args::{AutoScalingArg, ChainArgs};
 
 /// Checks credentials, manifests, the chain, the target table, permissions and the checkpoint, and
@@ -72,7 +73,7 @@ pub async fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
         serde_json::to_string_pretty(&report).context("serialising the validate report")?
     );
     Ok(if report.failed() {
-        ExitCode::from(crate::EXIT_FAILED)
+        ExitCode::from(EXIT_FAILED)
     } else {
         ExitCode::SUCCESS
     })

@@ -4,7 +4,7 @@
 //! endpoint rules, retry classifiers) cost about as much CPU per call as checking the 25 items. So the writer
 //! asks the client once for what a call needs, and then makes each call itself:
 //!
-//! - **Once per table** ([`Probe`]): one BatchWriteItem goes through the client with an interceptor that, just
+//! - **Once per table** (`Probe`): one BatchWriteItem goes through the client with an interceptor that, just
 //!   before signing, keeps the request the SDK built (URI and headers), the endpoint it resolved, its SigV4
 //!   signing configuration and the client's runtime components, then ends the call before anything is sent.
 //!   The endpoint (endpoint URL, FIPS, dual-stack, account-based endpoints, a table ARN's account) and
@@ -15,7 +15,7 @@
 //!   it has one. The answer is read here: `UnprocessedItems` stay the JSON DynamoDB sent, and an error is
 //!   named by its `__type` as the SDK's JSON error parser names it.
 //!
-//! The SDK's retries are not used: [`crate::write::write_all`] counts and paces every attempt. The tests
+//! The SDK's retries are not used: [`super::retry::write_all`] counts and paces every attempt. The tests
 //! below check that a request sent this way is byte for byte the one the SDK sends for the same body,
 //! signature included.
 
@@ -43,8 +43,14 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{ATTEMPT_TIMEOUT, AttemptError, AttemptOutcome, BatchWriter, THROTTLING_CODES};
-use crate::wire::{RawWrite, batch_body};
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::batch_write_item::BatchWriteItemError;
+use aws_smithy_runtime_api::http::Response as HttpResponse;
+use aws_smithy_types::error::display::DisplayErrorContext;
+
+use super::{AttemptError, AttemptOutcome, BatchWriter};
+use crate::aws::error::{THROTTLING_CODES, describe, is_transient};
+use crate::item::wire::{RawWrite, batch_body};
 
 /// DynamoDB signs with SigV4 only.
 const SCHEME: AuthSchemeId = aws_runtime::auth::sigv4::SCHEME_ID;
@@ -56,6 +62,55 @@ const PER_CALL_HEADERS: [&str; 4] = [
     "amz-sdk-request",
     "x-amzn-trace-id",
 ];
+
+/// The longest one BatchWriteItem attempt may take when the client sets no attempt timeout.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `table` or `index/<name>` for a throttled resource's ARN (`…:table/T` or `…:table/T/index/I`).
+fn resource_label(arn: &str) -> String {
+    match arn.split_once("/index/") {
+        Some((_, index)) => format!("index/{index}"),
+        None => "table".to_owned(),
+    }
+}
+
+fn classify(err: &SdkError<BatchWriteItemError, HttpResponse>) -> AttemptError {
+    let text = describe(err);
+    if let SdkError::ServiceError(se) = err {
+        let e = se.err();
+        if e.is_provisioned_throughput_exceeded_exception()
+            || e.is_request_limit_exceeded()
+            || e.is_throttling_exception()
+            || e.code().is_some_and(|c| THROTTLING_CODES.contains(&c))
+        {
+            let reasons = match e {
+                BatchWriteItemError::ProvisionedThroughputExceededException(p) => {
+                    p.throttling_reasons()
+                }
+                BatchWriteItemError::ThrottlingException(t) => t.throttling_reasons(),
+                BatchWriteItemError::RequestLimitExceeded(r) => r.throttling_reasons(),
+                _ => &[],
+            };
+            return AttemptError::Throttled {
+                message: text,
+                resources: reasons
+                    .iter()
+                    .filter_map(|r| r.resource())
+                    .map(resource_label)
+                    .collect(),
+            };
+        }
+        // A conflicting write in another region of a global table: retrying is the documented remedy.
+        if e.is_internal_server_error() || e.is_replicated_write_conflict_exception() {
+            return AttemptError::Transient(text);
+        }
+    }
+    if is_transient(err) {
+        AttemptError::Transient(text)
+    } else {
+        AttemptError::Rejected(text)
+    }
+}
 
 /// [`BatchWriter`] over DynamoDB's HTTP API with the parts of an SDK client (see the module's notes).
 pub struct DynamoWriter {
@@ -128,7 +183,7 @@ impl DynamoWriter {
                     "BatchWriteItem cannot be sent with this client: {e}"
                 )));
             }
-            (None, Err(e)) => return Err(super::classify(&e)),
+            (None, Err(e)) => return Err(classify(&e)),
             (None, Ok(_)) => {
                 return Err(AttemptError::Rejected(
                     "the BatchWriteItem probe was sent instead of stopped".into(),
@@ -235,7 +290,7 @@ impl BatchWriter for DynamoWriter {
 
 /// An error and its sources, `: `-separated.
 fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    aws_smithy_types::error::display::DisplayErrorContext(e).to_string()
+    DisplayErrorContext(e).to_string()
 }
 
 /// In a Lambda function, the invocation's X-Ray trace id, as the SDK's recursion-detection interceptor
@@ -467,8 +522,8 @@ fn sanitize_code(code: &str) -> &str {
     code.rsplit('#').next().unwrap_or(code)
 }
 
-/// An error answer, classified as [`super::classify`] classifies the SDK's errors and worded as
-/// [`crate::error::describe_sdk_error`] words them.
+/// An error answer, classified as [`classify`] classifies the SDK's errors and worded as
+/// [`describe`] words them.
 fn parse_error(
     status: u16,
     error_type: Option<&str>,
@@ -500,7 +555,7 @@ fn parse_error(
                 .into_iter()
                 .flatten()
                 .filter_map(|r| r.resource)
-                .map(|arn| super::resource_label(&arn))
+                .map(|arn| resource_label(&arn))
                 .collect(),
         };
     }
@@ -517,93 +572,10 @@ fn parse_error(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::VecDeque;
-
-    use aws_smithy_runtime_api::client::http::HttpConnectorFuture;
-    use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextMut;
-    use aws_smithy_runtime_api::http::{Response as HttpResponse, StatusCode};
-
     use super::*;
-    use crate::write::{ResourceUse, RetryPolicy, WriteStats, write_all};
-
-    /// A scripted answer: status, headers, body.
-    type Answer = (u16, Vec<(&'static str, &'static str)>, &'static str);
-
-    /// A request as it reached the HTTP client: method, URI, headers (lower-case names, sorted), body.
-    type Sent = (String, String, Vec<(String, String)>, String);
-
-    /// An HTTP client that records every request and answers from a script (status, headers, body).
-    #[derive(Debug, Clone, Default)]
-    struct Canned {
-        answers: Arc<Mutex<VecDeque<Answer>>>,
-        sent: Arc<Mutex<Vec<Sent>>>,
-    }
-
-    impl Canned {
-        fn answering(answers: &[(u16, &'static str)]) -> Self {
-            let c = Canned::default();
-            for &(status, body) in answers {
-                c.answer(status, &[], body);
-            }
-            c
-        }
-
-        fn answer(
-            &self,
-            status: u16,
-            headers: &[(&'static str, &'static str)],
-            body: &'static str,
-        ) {
-            let mut answers = self.answers.lock().unwrap();
-            answers.push_back((status, headers.to_vec(), body));
-        }
-
-        fn sent(&self) -> Vec<Sent> {
-            self.sent.lock().unwrap().clone()
-        }
-    }
-
-    impl HttpConnector for Canned {
-        fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
-            let mut headers: Vec<(String, String)> = request
-                .headers()
-                .iter()
-                .map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned()))
-                .collect();
-            headers.sort();
-            let body = String::from_utf8_lossy(request.body().bytes().expect("an in-memory body"));
-            let body = body.into_owned();
-            let sent = (
-                request.method().to_owned(),
-                request.uri().to_owned(),
-                headers,
-                body,
-            );
-            self.sent.lock().unwrap().push(sent);
-            let (status, headers, body) = self
-                .answers
-                .lock()
-                .unwrap()
-                .pop_front()
-                .expect("a scripted answer for every request");
-            let mut response =
-                HttpResponse::new(StatusCode::try_from(status).unwrap(), SdkBody::from(body));
-            for (k, v) in headers {
-                response.headers_mut().insert(k, v);
-            }
-            HttpConnectorFuture::ready(Ok(response))
-        }
-    }
-
-    impl HttpClient for Canned {
-        fn http_connector(
-            &self,
-            _: &HttpConnectorSettings,
-            _: &RuntimeComponents,
-        ) -> SharedHttpConnector {
-            SharedHttpConnector::new(self.clone())
-        }
-    }
+    use crate::testing::http::Canned;
+    use crate::write::retry::{RetryPolicy, write_all};
+    use crate::write::stats::{ResourceUse, WriteStats};
 
     /// A client with fixed credentials and clock (equal requests get equal signatures) over `http`.
     fn client(http: &Canned) -> aws_sdk_dynamodb::Client {

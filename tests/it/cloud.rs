@@ -8,10 +8,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use aws_sdk_dynamodb::types::ScalarAttributeType as T;
-use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
-use ddb_pitr::control::{ControlTable, FileRecord};
-use ddb_pitr::restore::Clients;
-use ddb_pitr::worker::{Worker, WorkerOptions};
+use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
+use ddb_pitr::aws::Clients;
+use ddb_pitr::distributed::control::{ControlTable, FileRecord};
+use ddb_pitr::distributed::planner::Planner;
+use ddb_pitr::distributed::worker::{Worker, WorkerOptions};
 use lambda_runtime::{Context, Diagnostic, LambdaEvent};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -68,7 +69,7 @@ impl Cloud {
         let control_table =
             TestTable::create(&aws.ddb, "control", ("pk", T::S), Some(("sk", T::S))).await;
         let control = ControlTable::new(aws.ddb.clone(), &control_table.name);
-        let planner = planner::Handler::new(ddb_pitr::plan::Planner::new(
+        let planner = planner::Handler::new(Planner::new(
             clients.clone(),
             &control_table.name,
             &queue.url,
@@ -181,29 +182,7 @@ impl Cloud {
             .iter()
             .map(|f| f.item_identifier.as_str())
             .collect();
-        let entries: Vec<DeleteMessageBatchRequestEntry> = messages
-            .iter()
-            .filter(|m| !failed.contains(&m.message_id().unwrap_or_default()))
-            .enumerate()
-            .map(|(i, m)| {
-                DeleteMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .receipt_handle(m.receipt_handle().unwrap_or_default())
-                    .build()
-                    .unwrap()
-            })
-            .collect();
-        if !entries.is_empty() {
-            let out = self
-                .sqs
-                .delete_message_batch()
-                .queue_url(&self.queue.url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .expect("DeleteMessageBatch");
-            assert!(out.failed().is_empty(), "{:?}", out.failed());
-        }
+        self.queue.delete_all_but(messages, &failed).await;
     }
 
     /// Runs `work` while `pollers` event-source pollers deliver messages to the worker handler, each

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::ScalarAttributeType as T;
-use ddb_pitr::control::{Acquired, FileProgress, FileStatus};
+use ddb_pitr::distributed::control::{Acquired, FileProgress, RecordStatus};
 use ddb_pitr_synth::{self as synth, IncrementalSpec, SynthOutput, SynthSpec};
 use serde_json::Value;
 
@@ -166,7 +166,7 @@ async fn real_export_chain_through_lambda_handlers_and_idempotent_planning() {
         assert!(
             files
                 .iter()
-                .all(|f| f.status == FileStatus::Done && f.md5_verified)
+                .all(|f| f.status == RecordStatus::Done && f.md5_verified)
         );
     }
 
@@ -342,7 +342,7 @@ async fn invocations_that_never_move_the_checkpoint_fail_the_file_after_max_stal
     assert_eq!(last["files_failed"], 1, "{last}");
     assert_eq!(last["failed_files_total"], 1, "{last}");
     let file = &cloud.files(&id, 0).await[0];
-    assert_eq!(file.status, FileStatus::Failed);
+    assert_eq!(file.status, RecordStatus::Failed);
     assert_eq!(
         file.deliveries,
         u64::from(max_stalls),
@@ -444,7 +444,7 @@ async fn a_bad_file_ends_failed_with_its_error_and_the_others_finish() {
     let files = cloud.files(&id, 0).await;
     let failed: Vec<_> = files
         .iter()
-        .filter(|f| f.status == FileStatus::Failed)
+        .filter(|f| f.status == RecordStatus::Failed)
         .collect();
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].file.key, victim);
@@ -453,7 +453,7 @@ async fn a_bad_file_ends_failed_with_its_error_and_the_others_finish() {
     assert_eq!(
         files
             .iter()
-            .filter(|f| f.status == FileStatus::Done)
+            .filter(|f| f.status == RecordStatus::Done)
             .count(),
         files.len() - 1
     );
@@ -542,7 +542,7 @@ async fn cli_workers_and_lambda_handlers_restore_one_chain_together() {
     assert_eq!(code, Some(0), "{stderr}");
 
     assert_table_matches(&cloud.aws.ddb, &table.name, out.expected.last().unwrap()).await;
-    let owners = |files: Vec<ddb_pitr::control::FileRecord>| -> Vec<String> {
+    let owners = |files: Vec<ddb_pitr::distributed::control::FileRecord>| -> Vec<String> {
         files
             .into_iter()
             .map(|f| f.finished_by.unwrap_or_default())
@@ -605,7 +605,7 @@ async fn a_cli_worker_stopped_mid_file_saves_its_checkpoint_and_another_worker_f
     assert_eq!(stats["files_done"], 0, "stopped mid-file: {stats}");
     assert_eq!(stats["returned"], 1, "{stats}");
     let f = cloud.files(&id, 0).await.remove(0);
-    assert_eq!(f.status, FileStatus::Pending);
+    assert_eq!(f.status, RecordStatus::Pending);
     assert!(
         f.position.lines >= saved.lines && f.position.lines < 4000,
         "{:?}",

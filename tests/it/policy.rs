@@ -5,15 +5,19 @@
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::ScalarAttributeType as T;
-use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
-use ddb_pitr::access::{self, AutoScaling, CallLog, Role, Scope, actions_for, allows, permissions};
-use ddb_pitr::chain::Expectations;
+use ddb_pitr::access::policy::{actions_for, allows};
+use ddb_pitr::access::{self, Role, Scope, permissions};
+use ddb_pitr::aws::Clients;
+use ddb_pitr::distributed::planner::Planner;
+use ddb_pitr::distributed::worker::{QueueOptions, Worker, run_queue};
 use ddb_pitr::engine::Settings;
-use ddb_pitr::location::{ExportUri, S3Uri, StateLocation};
+use ddb_pitr::export::chain::Expectations;
+use ddb_pitr::export::location::{ExportUri, S3Uri, StateLocation};
+use ddb_pitr::export::source::S3Reader;
+use ddb_pitr::local::{self, RestoreOptions};
 use ddb_pitr::report::RunStatus;
-use ddb_pitr::restore::{self, Clients, RestoreOptions};
-use ddb_pitr::source::S3Reader;
-use ddb_pitr::worker::{QueueOptions, Worker, run_queue};
+use ddb_pitr::table::capacity::{AutoScaling, ManageOptions};
+use ddb_pitr::testing::calls::{CallLog, Target};
 use lambda_runtime::LambdaEvent;
 use serde_json::{Value, json};
 
@@ -47,7 +51,7 @@ async fn scope(
     checkpoint: Option<S3Uri>,
     report: Option<S3Uri>,
 ) -> Scope {
-    let found = access::export_access(&S3Reader::new(s3_client.clone()), exports)
+    let found = access::exports::export_access(&S3Reader::new(s3_client.clone()), exports)
         .await
         .expect("export manifests");
     Scope {
@@ -105,7 +109,7 @@ fn assert_covered(role: Role, log: &CallLog, scope: &Scope) {
         problems.is_empty(),
         "{role:?} policy misses calls the code made:\n{}\npolicy: {:#}",
         problems.join("\n"),
-        access::policy_document(&permissions(role, scope))
+        access::policy::policy_document(&permissions(role, scope))
     );
 }
 
@@ -157,7 +161,7 @@ async fn local_restore_calls_only_what_the_local_policy_allows() {
     };
     // The first run finds no checkpoint (a 404) and writes one; the second resumes from it.
     for run in 0..2 {
-        let outcome = restore::run(&opts, &clients, std::future::pending()).await;
+        let outcome = local::run(&opts, &clients, std::future::pending()).await;
         assert!(
             outcome.error.is_none(),
             "run {run}: {:?}",
@@ -178,7 +182,7 @@ async fn local_restore_calls_only_what_the_local_policy_allows() {
     );
     // `DynamoWriter` sends BatchWriteItem itself, with the request it takes from an SDK call stopped before
     // signing: that call is recorded, with the table it names.
-    let batch_write_table = access::Target::Table(table.name.clone());
+    let batch_write_table = Target::Table(table.name.clone());
     assert!(
         log.records()
             .iter()
@@ -267,7 +271,7 @@ async fn local_restore_with_manage_capacity_calls_only_what_its_policy_allows() 
     let checkpoint = s3(&bucket, "state/capacity.json");
     let opts = RestoreOptions {
         resume: Some(StateLocation::S3(checkpoint.clone())),
-        manage_capacity: Some(ddb_pitr::capacity::ManageOptions {
+        manage_capacity: Some(ManageOptions {
             target_wcu: Some(20),
             autoscaling: AutoScaling::Adjust,
             poll: Duration::from_millis(20),
@@ -275,7 +279,7 @@ async fn local_restore_with_manage_capacity_calls_only_what_its_policy_allows() 
         }),
         ..restore_options(&table, real_exports(&bucket))
     };
-    let outcome = restore::run(&opts, &clients, std::future::pending()).await;
+    let outcome = local::run(&opts, &clients, std::future::pending()).await;
     assert!(outcome.error.is_none(), "{:?}", outcome.report.errors);
     assert_called(
         &log,
@@ -309,35 +313,6 @@ async fn local_restore_with_manage_capacity_calls_only_what_its_policy_allows() 
         .expect("DeleteTable");
 }
 
-/// Deletes the messages the worker did not report as failed, as Lambda's event source mapping does.
-async fn settle(
-    sqs: &aws_sdk_sqs::Client,
-    queue: &TestQueue,
-    messages: &[aws_sdk_sqs::types::Message],
-    failed: &[String],
-) {
-    let entries: Vec<DeleteMessageBatchRequestEntry> = messages
-        .iter()
-        .filter(|m| !failed.iter().any(|f| Some(f.as_str()) == m.message_id()))
-        .enumerate()
-        .map(|(i, m)| {
-            DeleteMessageBatchRequestEntry::builder()
-                .id(i.to_string())
-                .receipt_handle(m.receipt_handle().unwrap_or_default())
-                .build()
-                .unwrap()
-        })
-        .collect();
-    if !entries.is_empty() {
-        sqs.delete_message_batch()
-            .queue_url(&queue.url)
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .expect("DeleteMessageBatch");
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn each_lambda_role_calls_only_what_its_policy_allows() {
     let aws = cli::aws().await;
@@ -346,7 +321,7 @@ async fn each_lambda_role_calls_only_what_its_policy_allows() {
     let queue = TestQueue::create(&base.sqs, "policy", Duration::from_secs(3), 50).await;
     let control = TestTable::create(&aws.ddb, "control", ("pk", T::S), Some(("sk", T::S))).await;
     let (planner_log, worker_log, reporter_log) = (CallLog::new(), CallLog::new(), CallLog::new());
-    let planner = planner::Handler::new(ddb_pitr::plan::Planner::new(
+    let planner = planner::Handler::new(Planner::new(
         base.with_interceptor(planner_log.clone()),
         &control.name,
         &queue.url,
@@ -414,12 +389,12 @@ async fn each_lambda_role_calls_only_what_its_policy_allows() {
                         ))
                         .await
                         .unwrap_or_else(|d| panic!("worker: {}", d.error_message));
-                    let failed: Vec<String> = response
+                    let failed: Vec<&str> = response
                         .batch_item_failures
                         .iter()
-                        .map(|f| f.item_identifier.clone())
+                        .map(|f| f.item_identifier.as_str())
                         .collect();
-                    settle(&base.sqs, &queue, &messages, &failed).await;
+                    queue.delete_all_but(&messages, &failed).await;
                 }
             } else {
                 run_queue(

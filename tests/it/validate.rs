@@ -1,6 +1,6 @@
 //! `ddb-pitr validate` against moto: a good chain passes, each kind of problem fails its own row, and
 //! nothing is ever written. moto has no `iam:SimulatePrincipalPolicy`, so these runs take the read-probe
-//! fallback (the simulation itself is covered with `aws-smithy-mocks` in `src/validate.rs`).
+//! fallback (the simulation itself is covered with `aws-smithy-mocks` in `src/validate/permissions.rs`).
 
 use std::collections::BTreeMap;
 
@@ -279,9 +279,10 @@ async fn bucket_state(bucket: &TestBucket) -> BTreeMap<String, Vec<u8>> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn validate_makes_no_writes() {
-    use ddb_pitr::access::{AutoScaling, CallLog};
-    use ddb_pitr::chain::Expectations;
-    use ddb_pitr::restore::Clients;
+    use ddb_pitr::aws::Clients;
+    use ddb_pitr::export::chain::Expectations;
+    use ddb_pitr::table::capacity::AutoScaling;
+    use ddb_pitr::testing::calls::CallLog;
     use ddb_pitr::validate::{self, DEFAULT_PRICE_PER_MILLION_WRU, Options};
 
     let aws = cli::aws().await;

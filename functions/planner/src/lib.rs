@@ -1,12 +1,12 @@
-//! The planner Lambda: one JSON request in, one small JSON summary out (see `ddb_pitr::plan`).
+//! The planner Lambda: one JSON request in, one small JSON summary out (see `ddb_pitr::distributed::planner`).
 //!
 //! Configuration: `DDB_PITR_CONTROL_TABLE`, `DDB_PITR_QUEUE_URL`, and `DDB_PITR_MIN_POLL` (10s: the shortest
 //! wait the progress answer suggests to the state machine).
 //! Errors carry the stable names `Retryable` or `Fatal` as their `errorType`, for Step Functions'
 //! `Retry` and `Catch`.
 
-use ddb_pitr::plan::{Planner, PlannerRequest};
-use ddb_pitr::restore::Clients;
+use ddb_pitr::aws::{Clients, env};
+use ddb_pitr::distributed::planner::{Planner, PlannerRequest};
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde_json::Value;
 
@@ -24,10 +24,10 @@ impl Handler {
         let clients = Clients::load(None, None).await;
         let mut planner = Planner::new(
             clients,
-            &ddb_pitr::env::required("DDB_PITR_CONTROL_TABLE")?,
-            &ddb_pitr::env::required("DDB_PITR_QUEUE_URL")?,
+            &env::required("DDB_PITR_CONTROL_TABLE")?,
+            &env::required("DDB_PITR_QUEUE_URL")?,
         );
-        planner.min_poll = ddb_pitr::env::duration("DDB_PITR_MIN_POLL", planner.min_poll)?;
+        planner.min_poll = env::duration("DDB_PITR_MIN_POLL", planner.min_poll)?;
         Ok(Handler::new(planner))
     }
 

@@ -1,13 +1,13 @@
 //! The reporter Lambda: `{"restore_id": …}` in; the restore's report (the schema of `ddb-pitr restore`'s
 //! report) written to the report URI recorded in its plan; a short summary out (see
-//! `ddb_pitr::reporter`).
+//! `ddb_pitr::distributed::reporter`).
 //!
 //! Configuration: `DDB_PITR_CONTROL_TABLE`. Errors carry the stable names `Retryable` or `Fatal` as their
 //! `errorType`.
 
-use ddb_pitr::control::ControlTable;
-use ddb_pitr::reporter::{ReportSummary, report};
-use ddb_pitr::restore::Clients;
+use ddb_pitr::aws::{Clients, env};
+use ddb_pitr::distributed::control::ControlTable;
+use ddb_pitr::distributed::reporter::{ReportSummary, report};
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde::Deserialize;
 use serde_json::Value;
@@ -37,7 +37,7 @@ impl Handler {
         let clients = Clients::load(None, None).await;
         Ok(Handler::new(
             &clients,
-            &ddb_pitr::env::required("DDB_PITR_CONTROL_TABLE")?,
+            &env::required("DDB_PITR_CONTROL_TABLE")?,
         ))
     }
 

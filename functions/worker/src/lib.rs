@@ -1,5 +1,5 @@
 //! The worker Lambda: an SQS event source mapping with `ReportBatchItemFailures` delivers file messages;
-//! each is restored with `ddb_pitr::worker::Worker` until the invocation's deadline, and the messages to
+//! each is restored with `ddb_pitr::distributed::worker::Worker` until the invocation's deadline, and the messages to
 //! deliver again are returned as batch item failures.
 //!
 //! Configuration: `DDB_PITR_CONTROL_TABLE`, `DDB_PITR_QUEUE_URL` (for continuation messages), and optional
@@ -10,9 +10,10 @@
 use std::time::{Duration, SystemTime};
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use ddb_pitr::env;
-use ddb_pitr::restore::Clients;
-use ddb_pitr::worker::{Disposition, Worker, WorkerOptions};
+use ddb_pitr::aws::{Clients, env};
+use ddb_pitr::distributed::worker::{Disposition, Worker, WorkerOptions};
+use ddb_pitr::engine::Settings;
+use ddb_pitr::write::pace::MIN_RATE;
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use tokio_util::sync::CancellationToken;
 
@@ -51,8 +52,8 @@ impl Handler {
             emit_metrics: env::flag("DDB_PITR_METRICS", true)?,
             // Per execution environment; 0 (the template's default) means no cap.
             max_wcu: Some(env::number("DDB_PITR_MAX_WCU", 0.0_f64)?)
-                .filter(|r| r.is_finite() && *r >= ddb_pitr::pace::MIN_RATE),
-            settings: ddb_pitr::engine::Settings {
+                .filter(|r| r.is_finite() && *r >= MIN_RATE),
+            settings: Settings {
                 inflight_batches: env::number(
                     "DDB_PITR_INFLIGHT_BATCHES",
                     defaults.settings.inflight_batches,

@@ -360,6 +360,34 @@ pub struct TestQueue {
 }
 
 impl TestQueue {
+    /// Deletes `messages` except those whose message id is in `failed`, as Lambda's event source mapping
+    /// does after a batch response with `batchItemFailures`.
+    pub async fn delete_all_but(&self, messages: &[aws_sdk_sqs::types::Message], failed: &[&str]) {
+        let entries: Vec<aws_sdk_sqs::types::DeleteMessageBatchRequestEntry> = messages
+            .iter()
+            .filter(|m| !failed.contains(&m.message_id().unwrap_or_default()))
+            .enumerate()
+            .map(|(i, m)| {
+                aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(m.receipt_handle().unwrap_or_default())
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        if !entries.is_empty() {
+            let out = self
+                .client
+                .delete_message_batch()
+                .queue_url(&self.url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .expect("DeleteMessageBatch");
+            assert!(out.failed().is_empty(), "{:?}", out.failed());
+        }
+    }
+
     /// `visibility`: the queue's visibility timeout; `max_receives`: receives before a message moves to
     /// the DLQ.
     pub async fn create(

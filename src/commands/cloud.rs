@@ -1,0 +1,162 @@
+//! `ddb-pitr cloud start` and `cloud status`: distributed restores through the deployed Step Functions state
+//! machine.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use ddb_pitr::aws::Clients;
+use ddb_pitr::distributed::cloud;
+use ddb_pitr::distributed::control::ControlTable;
+use ddb_pitr::distributed::planner::PlanRequest;
+use ddb_pitr::write::BatchSize;
+
+use super::EXIT_FAILED;
+use super::args::parse_interval;
+
+/// Region and endpoint of `cloud` commands.
+#[derive(Args)]
+struct AwsArgs {
+    /// AWS region (default: the standard AWS configuration chain).
+    #[arg(long)]
+    region: Option<String>,
+    /// Endpoint for every AWS service (local emulators).
+    #[arg(long, value_name = "URL")]
+    endpoint_url: Option<String>,
+}
+
+#[derive(Args)]
+pub struct CloudStartArgs {
+    /// The restore state machine (the stack output `StateMachineArn` of infra/template.yaml).
+    #[arg(long, value_name = "ARN", env = "DDB_PITR_STATE_MACHINE_ARN")]
+    state_machine_arn: String,
+    /// Target table. It must exist, be ACTIVE and have the export's key schema.
+    #[arg(long)]
+    table: String,
+    /// An export URI; repeat for a FULL export followed by INCREMENTAL exports, in order.
+    #[arg(long = "export", value_name = "S3_URI", required = true)]
+    exports: Vec<String>,
+    /// Restore id (default: a new time-ordered id). Starting again with the same id continues that restore.
+    #[arg(long)]
+    restore_id: Option<String>,
+    /// Requests per BatchWriteItem call.
+    #[arg(long, default_value_t = BatchSize::MAX)]
+    batch_size: BatchSize,
+    /// Restore even if the chain has gaps or overlaps between exports.
+    #[arg(long)]
+    allow_gaps: bool,
+    /// Where the reporter writes the JSON report (an object, or a prefix ending in /).
+    #[arg(long, value_name = "S3_URI")]
+    report_uri: Option<String>,
+    #[command(flatten)]
+    aws: AwsArgs,
+}
+
+#[derive(Args)]
+pub struct CloudStatusArgs {
+    /// The execution (printed by `cloud start`).
+    execution_arn: String,
+    /// The control table (the stack output `ControlTableName`).
+    #[arg(long, value_name = "TABLE", env = "DDB_PITR_CONTROL_TABLE")]
+    control_table: String,
+    /// Follow the execution until it ends, with a progress bar on a terminal.
+    #[arg(long)]
+    wait: bool,
+    /// Poll interval of --wait.
+    #[arg(long, default_value = "5s", value_parser = parse_interval)]
+    interval: Duration,
+    #[command(flatten)]
+    aws: AwsArgs,
+}
+
+pub async fn start(args: CloudStartArgs) -> anyhow::Result<ExitCode> {
+    let clients = Clients::load(args.aws.region, args.aws.endpoint_url).await;
+    let plan = PlanRequest {
+        restore_id: args.restore_id,
+        table: args.table,
+        exports: args.exports,
+        batch_size: Some(args.batch_size),
+        allow_gaps: args.allow_gaps,
+        report_uri: args.report_uri,
+        ..PlanRequest::default()
+    };
+    let started = cloud::start(&clients.sfn, &args.state_machine_arn, plan).await?;
+    println!("{}", serde_json::to_string_pretty(&started)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the status (or, once the execution has ended, the report; the status again when it ended before
+/// planning) on stdout. Exit status: 0 while
+/// running or after success, 1 after any other end.
+pub async fn status(args: CloudStatusArgs) -> anyhow::Result<ExitCode> {
+    let clients = Clients::load(args.aws.region, args.aws.endpoint_url).await;
+    let control = ControlTable::new(clients.dynamodb.clone(), &args.control_table);
+    let mut status = cloud::status(&clients.sfn, &control, &args.execution_arn).await?;
+    if args.wait {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::with_draw_target(
+                Some(status.files),
+                indicatif::ProgressDrawTarget::stderr(),
+            );
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} files {msg}",
+                )
+                .expect("valid template"),
+            );
+            bar
+        });
+        while status.running() {
+            let message = format!(
+                "{} items put, {} deleted, {} files failed",
+                status.items_put, status.items_deleted, status.files_failed
+            );
+            match &bar {
+                Some(bar) => {
+                    bar.set_length(status.files);
+                    bar.set_position(status.files_done + status.files_failed);
+                    bar.set_message(message);
+                }
+                None => tracing::info!(
+                    execution = status.execution_status,
+                    files_done = status.files_done,
+                    files = status.files,
+                    "{message}"
+                ),
+            }
+            tokio::time::sleep(args.interval).await;
+            status = cloud::status(&clients.sfn, &control, &args.execution_arn).await?;
+        }
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+    }
+    if status.running() {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if status.table.is_some() {
+        let report = cloud::report(&clients.s3, &control, &status).await?;
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        // The execution ended before the restore was planned (a bad request, a missing table): there is
+        // no report, only the execution's error and cause.
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    }
+    eprintln!(
+        "execution {}: {}{}",
+        status.execution_status,
+        status.error.as_deref().unwrap_or(""),
+        status
+            .cause
+            .as_deref()
+            .map(|c| format!(" ({c})"))
+            .unwrap_or_default()
+    );
+    Ok(if status.succeeded() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILED)
+    })
+}

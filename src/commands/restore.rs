@@ -1,0 +1,136 @@
+//! `ddb-pitr restore`: flags into [`RestoreOptions`], the run, the report on stdout and an exit status that
+//! says how the run ended.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use ddb_pitr::aws::Clients;
+use ddb_pitr::local::{self, RestoreOptions};
+use ddb_pitr::report::RunStatus;
+use ddb_pitr::table::capacity::ManageOptions;
+use ddb_pitr::write::BatchSize;
+
+use super::args::{AutoScalingArg, ChainArgs, EngineArgs, parse_interval, parse_rate};
+use super::{EXIT_FAILED, EXIT_INTERRUPTED, shutdown_signal};
+
+#[derive(Args)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    chain: ChainArgs,
+    /// AWS region of the table and the export bucket (default: the standard AWS configuration chain).
+    #[arg(long)]
+    region: Option<String>,
+    /// Checkpoint location (s3://bucket/key or a local path). Created if missing; resumed from if present.
+    #[arg(long, value_name = "S3_URI_OR_PATH")]
+    resume: Option<String>,
+    /// Data files restored in parallel.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
+    workers: u16,
+    /// Requests per BatchWriteItem call.
+    #[arg(long, default_value_t = BatchSize::MAX)]
+    batch_size: BatchSize,
+    /// Also upload the JSON report to this S3 object (or, for a URI ending in /, a new object under it).
+    #[arg(long, value_name = "S3_URI")]
+    report: Option<String>,
+    /// Read, verify and decode everything and report what would be written; make no write calls (no table
+    /// write, no capacity change, no checkpoint, no report upload: the report is printed on stdout).
+    #[arg(long, conflicts_with = "report")]
+    dry_run: bool,
+    /// After SIGINT/SIGTERM, how long in-flight batches may take before the checkpoint is saved.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    shutdown_timeout: Duration,
+    /// Endpoint for every AWS service (local emulators). AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_S3 and
+    /// AWS_ENDPOINT_URL_DYNAMODB work as usual.
+    #[arg(long, value_name = "URL")]
+    endpoint_url: Option<String>,
+    #[command(flatten)]
+    pub(crate) engine: EngineArgs,
+    #[command(flatten)]
+    capacity: CapacityArgs,
+    /// How often the checkpoint is saved while running.
+    #[arg(long, default_value = "10s", value_parser = parse_interval, help_heading = "Tuning")]
+    checkpoint_interval: Duration,
+    /// Lines of each export decoded and key-checked before the first write.
+    #[arg(long, default_value_t = 20, help_heading = "Tuning")]
+    sample_lines: u64,
+}
+
+/// The table's capacity during a restore.
+#[derive(Args)]
+#[command(next_help_heading = "Capacity")]
+struct CapacityArgs {
+    /// Cap the write rate at this many consumed write units per second (measured from ConsumedCapacity), to
+    /// run beside production traffic.
+    #[arg(long, value_name = "WCU", value_parser = parse_rate)]
+    max_wcu: Option<f64>,
+    /// Raise a provisioned table's (and its GSIs') write capacity before the restore and put it back after
+    /// (also after a failure, an interruption, or a crash on the next run); pre-warm an on-demand table with
+    /// warm throughput. Needs --resume: the originals are recorded in the checkpoint.
+    #[arg(long, requires = "resume")]
+    manage_capacity: bool,
+    /// Write capacity to raise to (default: enough for about an hour at 1 WCU per item, capped by --max-wcu
+    /// and by the default table quota of 40,000).
+    #[arg(long, value_name = "WCU", requires = "manage_capacity", value_parser = clap::value_parser!(i64).range(1..))]
+    target_wcu: Option<i64>,
+    /// A table under Application Auto Scaling: refuse, or raise the scalable targets' minimum for the restore.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "refuse",
+        requires = "manage_capacity"
+    )]
+    autoscaling: AutoScalingArg,
+    /// How long to wait for the table and its indexes to be ACTIVE around a capacity change.
+    #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
+    capacity_timeout: Duration,
+}
+
+impl CapacityArgs {
+    fn manage(&self) -> Option<ManageOptions> {
+        self.manage_capacity.then(|| ManageOptions {
+            target_wcu: self.target_wcu,
+            autoscaling: self.autoscaling.into(),
+            timeout: self.capacity_timeout,
+            ..ManageOptions::default()
+        })
+    }
+}
+
+pub async fn run(args: RestoreArgs) -> anyhow::Result<ExitCode> {
+    let opts = RestoreOptions {
+        table: args.chain.table.clone(),
+        exports: args.chain.export_uris()?,
+        expect: args.chain.expectations(),
+        workers: args.workers.into(),
+        settings: args.engine.settings(args.batch_size),
+        dry_run: args.dry_run,
+        resume: args.resume.as_deref().map(str::parse).transpose()?,
+        report: args.report.as_deref().map(str::parse).transpose()?,
+        shutdown_timeout: args.shutdown_timeout,
+        checkpoint_interval: args.checkpoint_interval,
+        sample_lines: args.sample_lines,
+        progress_bar: std::io::stderr().is_terminal(),
+        max_wcu: args.capacity.max_wcu,
+        manage_capacity: args.capacity.manage(),
+    };
+    let clients = Clients::load(args.region, args.endpoint_url).await;
+
+    let outcome = local::run(&opts, &clients, shutdown_signal()).await;
+    let json = serde_json::to_string_pretty(&outcome.report).context("serialising the report")?;
+    println!("{json}");
+    let code = match outcome.report.status {
+        RunStatus::Succeeded => ExitCode::SUCCESS,
+        RunStatus::Interrupted => ExitCode::from(EXIT_INTERRUPTED),
+        RunStatus::Failed => ExitCode::from(EXIT_FAILED),
+    };
+    if let Some(e) = &outcome.error {
+        eprintln!("error: {e}");
+    }
+    if let Some(hint) = &outcome.report.resume_hint {
+        eprintln!("{hint}");
+    }
+    Ok(code)
+}

@@ -1,0 +1,758 @@
+//! The worker of a distributed restore: takes one file message, leases the file in the control table,
+//! restores it from its checkpoint with [`Engine::process_file`], and says what to do with the message.
+//!
+//! The same [`Worker::handle`] serves the worker Lambda (with the invocation's deadline) and
+//! `ddb-pitr worker` on a PC or EC2 ([`run_queue`], which long-polls SQS and keeps messages invisible while
+//! it works on them). Both kinds can work on one restore at once: the lease, not the message, decides who
+//! works on a file.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::aws::Clients;
+use crate::aws::error::describe;
+use crate::aws::metrics::{Metric, emf_line};
+use crate::engine::watermark::FilePosition;
+use crate::engine::{Engine, FileOutcome, FileRef, Settings};
+use crate::error::{Error, Result};
+use crate::export::source::{ObjectReader, S3Reader};
+use crate::write::BatchWriter;
+use crate::write::dynamo::DynamoWriter;
+use crate::write::pace::{Pacing, paced};
+use crate::write::retry::RetryPolicy;
+use crate::write::stats::{WriteStats, WriteStatsSnapshot};
+
+use super::control::{Acquired, ControlTable, FileProgress, Lease, RecordStatus, RestorePlan};
+use super::queue::{FileMessage, send_message_batch};
+use crate::aws::error::sdk_error;
+
+/// How a worker paces itself.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// Written into leases, for people reading the control table (host, process, Lambda request).
+    pub owner: String,
+    /// Read and write tuning; the batch size comes from the restore's plan.
+    pub settings: Settings,
+    /// How long a lease lasts without a checkpoint; renewed by every checkpoint.
+    pub lease: Duration,
+    pub checkpoint_interval: Duration,
+    /// Before a deadline, reading stops this long before it, and in-flight batches are abandoned at half
+    /// of it, leaving the rest for saving the checkpoint and sending the continuation.
+    pub deadline_margin: Duration,
+    /// Consecutive deadline-bound leases without progress after which a file is FAILED: it cannot be
+    /// finished within the function's timeout.
+    pub max_stalls: u32,
+    /// Print one CloudWatch embedded-metric-format line on stdout per lease (see [`crate::aws::metrics`]).
+    pub emit_metrics: bool,
+    /// Cap on the consumed write units per second of this worker (all its files together).
+    pub max_wcu: Option<f64>,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        WorkerOptions {
+            owner: default_owner(),
+            settings: Settings::default(),
+            lease: Duration::from_secs(120),
+            checkpoint_interval: Duration::from_secs(10),
+            deadline_margin: Duration::from_secs(30),
+            max_stalls: 3,
+            emit_metrics: false,
+            max_wcu: None,
+        }
+    }
+}
+
+/// `host:pid`, or the Lambda function name when running in Lambda.
+pub fn default_owner() -> String {
+    let host = std::env::var("AWS_LAMBDA_FUNCTION_NAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "worker".into());
+    format!("{host}:{}", std::process::id())
+}
+
+/// What to do with the message after [`Worker::handle`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Disposition {
+    /// Delete the message.
+    Ack(Ack),
+    /// Leave the message on the queue; it should become visible again after `after`.
+    Retry { after: Duration, reason: String },
+}
+
+/// Why a message was acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ack {
+    /// This delivery finished the file.
+    Done,
+    /// The file was already DONE.
+    AlreadyDone,
+    /// The file is FAILED: by this delivery (`true`) or an earlier one.
+    Failed(bool),
+    /// Another worker took the lease over; its delivery finishes the file.
+    LeaseLost,
+    /// The deadline came first; the checkpoint is saved and a continuation message was sent.
+    Continued,
+}
+
+/// Processes file messages for any restore recorded in one control table.
+pub struct Worker {
+    control: ControlTable,
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+    options: WorkerOptions,
+    objects: Arc<dyn ObjectReader>,
+    writer: Arc<dyn BatchWriter>,
+    stats: Arc<WriteStats>,
+    plans: Mutex<HashMap<String, Arc<RestorePlan>>>,
+}
+
+impl Worker {
+    pub fn new(
+        clients: &Clients,
+        control_table: &str,
+        queue_url: &str,
+        options: WorkerOptions,
+    ) -> Self {
+        let writer = paced(
+            Arc::new(DynamoWriter::new(&clients.dynamodb)),
+            Pacing {
+                ceiling: options.max_wcu,
+                adaptive: options.settings.adaptive_rate,
+            },
+        );
+        Worker {
+            control: ControlTable::new(clients.dynamodb.clone(), control_table),
+            sqs: clients.sqs.clone(),
+            queue_url: queue_url.to_owned(),
+            options,
+            objects: Arc::new(S3Reader::new(clients.s3.clone())),
+            writer,
+            stats: Arc::default(),
+            plans: Mutex::default(),
+        }
+    }
+
+    /// Write statistics of every file this worker processed.
+    pub fn stats(&self) -> &WriteStats {
+        &self.stats
+    }
+
+    pub fn options(&self) -> &WorkerOptions {
+        &self.options
+    }
+
+    /// Handles one message body. With a `deadline` (a Lambda invocation), work stops early enough to save
+    /// the checkpoint and enqueue a continuation. Cancelling `stop` stops work the same way and hands the
+    /// file back for another delivery.
+    pub async fn handle(
+        &self,
+        body: &str,
+        deadline: Option<Instant>,
+        stop: &CancellationToken,
+    ) -> Disposition {
+        match self.try_handle(body, deadline, stop).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "message left for redelivery");
+                Disposition::Retry {
+                    after: Duration::from_secs(5),
+                    reason: e.to_string(),
+                }
+            }
+        }
+    }
+
+    async fn try_handle(
+        &self,
+        body: &str,
+        deadline: Option<Instant>,
+        stop: &CancellationToken,
+    ) -> Result<Disposition> {
+        let msg = FileMessage::parse(body)?;
+        let plan = self.plan(&msg.restore_id).await?;
+        let acquired = self
+            .control
+            .acquire(
+                &msg.restore_id,
+                msg.export_index,
+                &msg.key,
+                &self.options.owner,
+                self.options.lease,
+            )
+            .await?;
+        let lease = match acquired {
+            Acquired::Leased(lease) => lease,
+            Acquired::Done => return Ok(Disposition::Ack(Ack::AlreadyDone)),
+            Acquired::Failed => return Ok(Disposition::Ack(Ack::Failed(false))),
+            Acquired::Busy { owner, expires_in } => {
+                return Ok(Disposition::Retry {
+                    after: expires_in.max(Duration::from_secs(1)),
+                    reason: format!("file is leased by {owner}"),
+                });
+            }
+            Acquired::Missing => {
+                return Err(Error::Usage(format!(
+                    "restore {} has no file {} in export {}",
+                    msg.restore_id, msg.key, msg.export_index
+                )));
+            }
+        };
+        tracing::info!(
+            restore_id = msg.restore_id,
+            export = lease.record.export_id,
+            file = lease.record.file.key,
+            from_offset = lease.record.position.offset,
+            delivery = lease.record.deliveries,
+            "file leased"
+        );
+        Ok(self.run_file(&msg, &plan, &lease, deadline, stop).await)
+    }
+
+    /// The plan of a restore, read once per process.
+    async fn plan(&self, restore_id: &str) -> Result<Arc<RestorePlan>> {
+        if let Some(plan) = self.plans.lock().expect("plans").get(restore_id) {
+            return Ok(plan.clone());
+        }
+        let header = self.control.require_header(restore_id).await?;
+        let plan = Arc::new(header.plan);
+        self.plans
+            .lock()
+            .expect("plans")
+            .insert(restore_id.to_owned(), plan.clone());
+        Ok(plan)
+    }
+
+    /// Works on a leased file, then adds the lease's write statistics to the worker's and reports them.
+    async fn run_file(
+        &self,
+        msg: &FileMessage,
+        plan: &RestorePlan,
+        lease: &Lease,
+        deadline: Option<Instant>,
+        stop: &CancellationToken,
+    ) -> Disposition {
+        let started = std::time::Instant::now();
+        let lease_stats = Arc::new(WriteStats::default());
+        let (progress, position) = watch::channel(lease.record.position);
+        let disposition = self
+            .run_lease(msg, plan, lease, deadline, stop, &lease_stats, progress)
+            .await;
+        let writes = lease_stats.snapshot();
+        self.stats.add(&writes);
+        if self.options.emit_metrics {
+            let end = *position.borrow();
+            let line = lease_metrics(plan, lease, &disposition, end, &writes, started.elapsed());
+            println!("{line}");
+        }
+        disposition
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run_lease(
+        &self,
+        msg: &FileMessage,
+        plan: &RestorePlan,
+        lease: &Lease,
+        deadline: Option<Instant>,
+        stop: &CancellationToken,
+        lease_stats: &Arc<WriteStats>,
+        progress: watch::Sender<FilePosition>,
+    ) -> Disposition {
+        let record = &lease.record;
+        // What every lease-conditioned write records: the position and all leases' write statistics.
+        let mark = |position: FilePosition| FileProgress {
+            position,
+            writes: record.writes.plus(&lease_stats.snapshot()),
+        };
+        let engine = Engine {
+            objects: self.objects.clone(),
+            writer: Some(self.writer.clone()),
+            table: plan.table.clone(),
+            key: plan.key.clone(),
+            settings: Settings {
+                batch_size: plan.options.batch_size,
+                ..self.options.settings.clone()
+            },
+            stats: lease_stats.clone(),
+        };
+        let file = FileRef {
+            export_id: &record.export_id,
+            export_type: record.export_type,
+            bucket: &record.bucket,
+            file: &record.file,
+        };
+        let start = record.position;
+        let position = progress.subscribe();
+        let file_stop = stop.child_token();
+        // Boxed so that it can be dropped (abandoning in-flight batches) before this function returns.
+        let mut work = Box::pin(engine.process_file(file, start, &progress, &file_stop));
+
+        let margin = self.options.deadline_margin;
+        let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
+        let soft = tokio::time::sleep_until(deadline.map_or(far, |d| d - margin));
+        let hard = tokio::time::sleep_until(deadline.map_or(far, |d| d - margin / 2));
+        tokio::pin!(soft, hard);
+        let mut tick = tokio::time::interval(self.options.checkpoint_interval);
+        tick.reset();
+        let mut saving = FuturesUnordered::new();
+        let (mut deadline_hit, mut lost) = (false, false);
+        let result: Option<Result<FileOutcome>> = loop {
+            tokio::select! {
+                r = &mut work => break Some(r),
+                _ = &mut soft, if !deadline_hit => {
+                    deadline_hit = true;
+                    file_stop.cancel();
+                }
+                _ = &mut hard => {
+                    deadline_hit = true;
+                    break None;
+                }
+                // Every tick saves the position and renews the lease, even when the position has not
+                // moved (a resumed file first skips what is already written).
+                _ = tick.tick(), if saving.is_empty() && !lost => {
+                    let p = *position.borrow();
+                    let m = mark(p);
+                    let lease_for = self.options.lease;
+                    saving.push(async move { self.control.checkpoint(lease, &m, lease_for).await });
+                }
+                Some(saved) = saving.next() => match saved {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(file = record.file.key, "lease taken over by another worker; stopping");
+                        lost = true;
+                        file_stop.cancel();
+                    }
+                    Err(e) => tracing::warn!(file = record.file.key, "checkpoint not saved (the previous one stays valid): {e}"),
+                },
+            }
+        };
+        // Abandoned batches (hard deadline) are above the acknowledged position and are replayed later.
+        drop(work);
+        while let Some(saved) = saving.next().await {
+            lost |= matches!(saved, Ok(false));
+        }
+        let position = *position.borrow();
+        let end = mark(position);
+        if lost {
+            return self.lease_lost(lease, &end).await;
+        }
+        let file_name = &record.file.key;
+        match result {
+            Some(Ok(o)) if o.complete => {
+                return match self
+                    .control
+                    .complete(lease, &mark(o.position), o.compressed_bytes)
+                    .await
+                {
+                    Ok(true) => {
+                        tracing::info!(
+                            file = file_name,
+                            puts = o.position.puts,
+                            deletes = o.position.deletes,
+                            "file done"
+                        );
+                        Disposition::Ack(Ack::Done)
+                    }
+                    Ok(false) => self.lease_lost(lease, &end).await,
+                    Err(e) => self.give_back(lease, &end, false, e).await,
+                };
+            }
+            Some(Err(e)) if !e.is_retryable() => {
+                tracing::error!(file = file_name, "file failed: {e}");
+                return match self.control.fail(lease, &end, &e.to_string()).await {
+                    Ok(true) => Disposition::Ack(Ack::Failed(true)),
+                    Ok(false) => self.lease_lost(lease, &end).await,
+                    Err(save) => self.give_back(lease, &end, false, save).await,
+                };
+            }
+            Some(Err(e)) if !deadline_hit => {
+                return self.give_back(lease, &end, false, e).await;
+            }
+            // Stopped before the end of the file: by the deadline, or by `stop`.
+            _ => {}
+        }
+        if !deadline_hit {
+            return self.give_back(lease, &end, false, Error::Interrupted).await;
+        }
+        let stalled = position == start;
+        if stalled && record.stalls + 1 >= self.options.max_stalls {
+            let message = format!(
+                "export {}, file {file_name}: {} consecutive invocations ended at their deadline without \
+                 restoring a line past byte offset {}; raise the worker function's timeout or restore this \
+                 export with `ddb-pitr worker` on EC2",
+                record.export_id,
+                record.stalls + 1,
+                position.offset
+            );
+            tracing::error!("{message}");
+            return match self.control.fail(lease, &end, &message).await {
+                Ok(true) => Disposition::Ack(Ack::Failed(true)),
+                Ok(false) => self.lease_lost(lease, &end).await,
+                Err(e) => self.give_back(lease, &end, true, e).await,
+            };
+        }
+        match self.control.release(lease, &end, stalled).await {
+            Ok(true) => {}
+            Ok(false) => return self.lease_lost(lease, &end).await,
+            Err(e) => {
+                return Disposition::Retry {
+                    after: Duration::ZERO,
+                    reason: format!("checkpoint not saved before the deadline: {e}"),
+                };
+            }
+        }
+        match send_message_batch(&self.sqs, &self.queue_url, vec![msg.to_body()]).await {
+            Ok(()) => {
+                tracing::info!(
+                    file = file_name,
+                    offset = position.offset,
+                    lines = position.lines,
+                    "deadline reached; checkpoint saved and continuation enqueued"
+                );
+                Disposition::Ack(Ack::Continued)
+            }
+            // The original message comes back after its visibility timeout instead.
+            Err(e) => Disposition::Retry {
+                after: Duration::ZERO,
+                reason: format!("continuation not enqueued: {e}"),
+            },
+        }
+    }
+
+    /// A write conditioned on the lease failed. The message is acknowledged only when the file is finished or
+    /// another worker holds a lease on it (that worker's own delivery carries the file on); otherwise it is
+    /// left for redelivery, so that no PENDING file is ever left without a message.
+    async fn lease_lost(&self, lease: &Lease, end: &FileProgress) -> Disposition {
+        let record = &lease.record;
+        let current = self
+            .control
+            .file(&lease.restore_id, record.export_index, &record.file.key)
+            .await;
+        let retry = |reason: String| Disposition::Retry {
+            after: Duration::from_secs(1),
+            reason,
+        };
+        match current {
+            Ok(Some(f)) => match f.status {
+                RecordStatus::Done => Disposition::Ack(Ack::AlreadyDone),
+                RecordStatus::Failed => Disposition::Ack(Ack::Failed(false)),
+                RecordStatus::Pending => match f.lease_token {
+                    Some(token) if token != lease.token => {
+                        tracing::warn!(
+                            file = record.file.key,
+                            holder = f.lease_owner.unwrap_or_default(),
+                            "lease taken over by another worker; its delivery finishes the file"
+                        );
+                        Disposition::Ack(Ack::LeaseLost)
+                    }
+                    Some(_) => {
+                        let cause = Error::Aws {
+                            operation: format!("UpdateItem {}", self.control.name()),
+                            message: format!(
+                                "a write conditioned on the lease of {} failed although the lease is still \
+                                 held",
+                                record.file.key
+                            ),
+                            retryable: true,
+                        };
+                        self.give_back(lease, end, false, cause).await
+                    }
+                    None => retry(format!(
+                        "the lease of {} was released by another worker; the file is PENDING",
+                        record.file.key
+                    )),
+                },
+            },
+            Ok(None) => retry(format!("file item {} disappeared", record.file.key)),
+            Err(e) => retry(format!("lease lost; file state unknown: {e}")),
+        }
+    }
+
+    /// Saves the position, releases the lease and leaves the message for another delivery.
+    async fn give_back(
+        &self,
+        lease: &Lease,
+        end: &FileProgress,
+        stalled: bool,
+        cause: Error,
+    ) -> Disposition {
+        if let Err(e) = self.control.release(lease, end, stalled).await {
+            tracing::warn!(
+                "lease not released (it expires on its own; the previous checkpoint stays valid): {e}"
+            );
+        }
+        let after = if matches!(cause, Error::Interrupted) {
+            Duration::ZERO
+        } else {
+            RetryPolicy::default().backoff(lease.record.deliveries.min(10) as u32)
+        };
+        Disposition::Retry {
+            after,
+            reason: cause.to_string(),
+        }
+    }
+}
+
+/// How `ddb-pitr worker` polls its queue.
+#[derive(Debug, Clone)]
+pub struct QueueOptions {
+    pub queue_url: String,
+    /// Files processed at once.
+    pub concurrency: usize,
+    /// Long-poll wait of each ReceiveMessage (at most 20 s).
+    pub wait_time: Duration,
+    /// Visibility timeout of received messages, renewed while a file is processed.
+    pub visibility: Duration,
+    /// Exit after this long without messages or work.
+    pub idle_exit: Option<Duration>,
+}
+
+/// What a queue worker did before it exited.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct QueueStats {
+    pub messages: u64,
+    pub files_done: u64,
+    pub files_failed: u64,
+    pub continued: u64,
+    pub skipped: u64,
+    pub returned: u64,
+}
+
+/// Long-polls the queue and processes messages until `shutdown` resolves (work in progress is stopped,
+/// checkpointed and handed back to the queue) or the queue stays idle for `idle_exit`.
+pub async fn run_queue(
+    worker: &Worker,
+    opts: &QueueOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<QueueStats> {
+    let stop = CancellationToken::new();
+    let mut stats = QueueStats::default();
+    let mut inflight = FuturesUnordered::new();
+    let mut receive = None;
+    let mut idle_since = Instant::now();
+    let idle = tokio::time::sleep(opts.idle_exit.unwrap_or(Duration::MAX / 4));
+    tokio::pin!(shutdown, idle);
+    loop {
+        let want = opts.concurrency.saturating_sub(inflight.len()).min(10);
+        if receive.is_none() && want > 0 && !stop.is_cancelled() {
+            receive = Some(
+                worker
+                    .sqs
+                    .receive_message()
+                    .queue_url(&opts.queue_url)
+                    .max_number_of_messages(want as i32)
+                    .wait_time_seconds(opts.wait_time.as_secs().min(20) as i32)
+                    .visibility_timeout(secs(opts.visibility))
+                    .send()
+                    .boxed(),
+            );
+        }
+        if let Some(limit) = opts.idle_exit {
+            idle.as_mut().reset(idle_since + limit);
+        }
+        tokio::select! {
+            _ = &mut shutdown, if !stop.is_cancelled() => {
+                tracing::info!(in_flight = inflight.len(), "shutdown requested: checkpointing files in progress");
+                stop.cancel();
+            }
+            Some(d) = inflight.next() => {
+                count(&mut stats, &d);
+                idle_since = Instant::now();
+            }
+            out = async { receive.as_mut().expect("guarded").await }, if receive.is_some() => {
+                receive = None;
+                let out = out.map_err(|e| sdk_error(format!("ReceiveMessage {}", opts.queue_url), &e))?;
+                for m in out.messages.unwrap_or_default() {
+                    if stop.is_cancelled() {
+                        // Received while shutting down: hand it back at once rather than after its
+                        // visibility timeout.
+                        hand_back(worker, opts, &m).await;
+                        continue;
+                    }
+                    stats.messages += 1;
+                    idle_since = Instant::now();
+                    inflight.push(process_message(worker, opts, m, &stop));
+                }
+            }
+            _ = &mut idle, if opts.idle_exit.is_some() && inflight.is_empty() => {
+                tracing::info!("no messages for {}; exiting", humantime::format_duration(opts.idle_exit.unwrap_or_default()));
+                break;
+            }
+        }
+        // A long poll in flight is awaited (at most `wait_time`) so that nothing it returns is lost.
+        if stop.is_cancelled() && inflight.is_empty() && receive.is_none() {
+            break;
+        }
+    }
+    Ok(stats)
+}
+
+/// The EMF line of one lease: items and bytes restored, rates, and the write statistics that show
+/// throttling (see [`crate::aws::metrics`]).
+fn lease_metrics(
+    plan: &RestorePlan,
+    lease: &Lease,
+    disposition: &Disposition,
+    end: FilePosition,
+    writes: &WriteStatsSnapshot,
+    elapsed: Duration,
+) -> String {
+    let start = lease.record.position;
+    let items = end.lines.saturating_sub(start.lines) as f64;
+    let bytes = end.offset.saturating_sub(start.offset) as f64;
+    let seconds = elapsed.as_secs_f64();
+    let count = |name, value: u64| Metric {
+        name,
+        value: value as f64,
+        unit: "Count",
+    };
+    let outcome = match disposition {
+        Disposition::Ack(a) => format!("{a:?}"),
+        Disposition::Retry { .. } => "Retry".to_owned(),
+    };
+    emf_line(
+        std::time::SystemTime::now(),
+        &[("Table", &plan.table)],
+        &[
+            Metric {
+                name: "ItemsRestored",
+                value: items,
+                unit: "Count",
+            },
+            Metric {
+                name: "ItemsPerSecond",
+                value: items / seconds,
+                unit: "Count/Second",
+            },
+            Metric {
+                name: "DecompressedBytesPerSecond",
+                value: bytes / seconds,
+                unit: "Bytes/Second",
+            },
+            count("BatchWriteRequests", writes.batch_write_requests),
+            count("Throttles", writes.throttled_requests),
+            count("Retries", writes.retries),
+            count("UnprocessedItemsRetried", writes.unprocessed_items_retried),
+            count("ServerErrors", writes.server_errors),
+            Metric {
+                name: "ConsumedWCU",
+                value: writes.consumed_wcu,
+                unit: "Count",
+            },
+            Metric {
+                name: "LeaseSeconds",
+                value: seconds,
+                unit: "Seconds",
+            },
+        ],
+        &[
+            ("RestoreId", plan.restore_id.clone().into()),
+            ("ExportId", lease.record.export_id.clone().into()),
+            ("File", lease.record.file.key.clone().into()),
+            ("Outcome", outcome.into()),
+            ("Offset", end.offset.into()),
+            ("Owner", lease.owner.clone().into()),
+        ],
+    )
+}
+
+fn count(stats: &mut QueueStats, d: &Disposition) {
+    match d {
+        Disposition::Ack(Ack::Done) => stats.files_done += 1,
+        Disposition::Ack(Ack::Failed(true)) => stats.files_failed += 1,
+        Disposition::Ack(Ack::Continued) => stats.continued += 1,
+        Disposition::Ack(_) => stats.skipped += 1,
+        Disposition::Retry { .. } => stats.returned += 1,
+    }
+}
+
+/// Processes one received message while keeping it invisible, then deletes it or hands it back.
+async fn process_message(
+    worker: &Worker,
+    opts: &QueueOptions,
+    message: aws_sdk_sqs::types::Message,
+    stop: &CancellationToken,
+) -> Disposition {
+    let receipt = message.receipt_handle.clone().unwrap_or_default();
+    let body = message.body.unwrap_or_default();
+    let handle = worker.handle(&body, None, stop);
+    tokio::pin!(handle);
+    let mut heartbeat = tokio::time::interval((opts.visibility / 3).max(Duration::from_secs(1)));
+    heartbeat.reset();
+    let disposition = loop {
+        tokio::select! {
+            d = &mut handle => break d,
+            _ = heartbeat.tick() => {
+                if let Err(e) = worker.sqs.change_message_visibility()
+                    .queue_url(&opts.queue_url)
+                    .receipt_handle(&receipt)
+                    .visibility_timeout(secs(opts.visibility))
+                    .send()
+                    .await
+                {
+                    tracing::warn!("message visibility not extended: {}", describe(&e));
+                }
+            }
+        }
+    };
+    let result = match &disposition {
+        Disposition::Ack(_) => worker
+            .sqs
+            .delete_message()
+            .queue_url(&opts.queue_url)
+            .receipt_handle(&receipt)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| describe(&e)),
+        Disposition::Retry { after, reason } => {
+            tracing::info!(after = ?after, "message handed back: {reason}");
+            worker
+                .sqs
+                .change_message_visibility()
+                .queue_url(&opts.queue_url)
+                .receipt_handle(&receipt)
+                .visibility_timeout(secs(*after))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| describe(&e))
+        }
+    };
+    if let Err(e) = result {
+        // The message reappears when its visibility timeout ends; the lease makes that harmless.
+        tracing::warn!("message not settled: {e}");
+    }
+    disposition
+}
+
+async fn hand_back(worker: &Worker, opts: &QueueOptions, m: &aws_sdk_sqs::types::Message) {
+    if let Err(e) = worker
+        .sqs
+        .change_message_visibility()
+        .queue_url(&opts.queue_url)
+        .receipt_handle(m.receipt_handle().unwrap_or_default())
+        .visibility_timeout(0)
+        .send()
+        .await
+    {
+        tracing::warn!(
+            "message not handed back (it reappears after its visibility timeout): {}",
+            describe(&e)
+        );
+    }
+}
+
+/// SQS takes whole seconds, at most 12 hours.
+fn secs(d: Duration) -> i32 {
+    d.as_secs().min(12 * 3600) as i32
+}

@@ -1,0 +1,11 @@
+//! The export on S3, as DynamoDB's ExportTableToPointInTime wrote it:
+//!
+//! - [`location`]: `s3://` URIs of exports, checkpoints and reports;
+//! - [`manifest`]: `manifest-summary.json` and `manifest-files.json`, their checksums and counts;
+//! - [`chain`]: a list of exports checked as one contiguous chain of one table;
+//! - [`source`]: data files streamed with ranged GETs and read-ahead, hashed on the way.
+
+pub mod chain;
+pub mod location;
+pub mod manifest;
+pub mod source;

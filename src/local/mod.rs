@@ -1,0 +1,223 @@
+//! The local restore: pre-flight checks, then every export of the chain in order, each with up to
+//! `workers` files in parallel through [`Engine::process_file`], with a checkpoint saved periodically, at
+//! each export boundary and on shutdown.
+//!
+//! Nothing is written before every manifest is verified, the chain is validated, the table is ACTIVE with a
+//! matching key schema (a sample of each export is decoded and checked), and the checkpoint location has
+//! been written once.
+
+mod capacity;
+pub mod checkpoint;
+pub mod progress;
+mod run;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::aws::Clients;
+use crate::engine::{Engine, Settings};
+use crate::error::{Error, Result};
+use crate::export::chain::{Discontinuity, Expectations};
+use crate::export::location::{ExportUri, S3Uri, StateLocation};
+use crate::export::manifest::Export;
+use crate::export::source::{ObjectReader, S3Reader};
+use crate::item::key::KeySchema;
+use crate::preflight::prepare;
+use crate::report::{CapacityReport, ErrorReport, Report, RunStatus, upload_report};
+use crate::table::capacity::ManageOptions;
+use crate::write::BatchWriter;
+use crate::write::dynamo::DynamoWriter;
+use crate::write::pace::{self, Pacing};
+use crate::write::stats::WriteStats;
+
+use self::capacity::{raise_capacity, restore_capacity, restore_capacity_after_failed_preflight};
+use self::checkpoint::{Checkpoint, CheckpointStore};
+use self::run::{Run, build_report};
+
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    pub table: String,
+    pub exports: Vec<ExportUri>,
+    pub expect: Expectations,
+    pub workers: usize,
+    pub settings: Settings,
+    pub dry_run: bool,
+    pub resume: Option<StateLocation>,
+    pub report: Option<S3Uri>,
+    pub shutdown_timeout: Duration,
+    pub checkpoint_interval: Duration,
+    /// Lines of each export decoded and key-checked before the first write.
+    pub sample_lines: u64,
+    pub progress_bar: bool,
+    /// `--max-wcu`: consumed write units per second, at most.
+    pub max_wcu: Option<f64>,
+    /// `--manage-capacity`: raise (or pre-warm) the table's capacity before writing, put it back after.
+    pub manage_capacity: Option<ManageOptions>,
+}
+
+/// A finished run: the report is always there; `error` says why the run did not succeed.
+pub struct Outcome {
+    pub report: Report,
+    pub error: Option<Error>,
+}
+
+/// Runs a restore until it finishes, fails, or `shutdown` resolves (then in-flight batches get
+/// `shutdown_timeout` to finish before the checkpoint is saved).
+pub async fn run(
+    opts: &RestoreOptions,
+    clients: &Clients,
+    shutdown: impl Future<Output = ()>,
+) -> Outcome {
+    let objects: Arc<dyn ObjectReader> = Arc::new(S3Reader::new(clients.s3.clone()));
+    let writer: Option<Arc<dyn BatchWriter>> = (!opts.dry_run).then(|| {
+        pace::paced(
+            Arc::new(DynamoWriter::new(&clients.dynamodb)),
+            Pacing {
+                ceiling: opts.max_wcu,
+                adaptive: opts.settings.adaptive_rate,
+            },
+        )
+    });
+    let started_at = SystemTime::now();
+    let started = Instant::now();
+    let stats = Arc::new(WriteStats::default());
+    let store = opts
+        .resume
+        .clone()
+        .filter(|_| !opts.dry_run)
+        .map(|loc| CheckpointStore::new(loc, clients.s3.clone()));
+
+    let mut capacity = CapacityReport {
+        max_wcu: opts.max_wcu,
+        managed: opts.manage_capacity.is_some(),
+        ..CapacityReport::default()
+    };
+    tokio::pin!(shutdown);
+    let preflight = tokio::select! {
+        p = preflight(opts, clients, objects.clone(), store.as_ref()) => p,
+        _ = &mut shutdown => Err(Error::Interrupted),
+    };
+    let (run, mut error) = match preflight {
+        Ok(mut p) => {
+            // Capacity is raised before the first write; the originals are in the checkpoint before that.
+            let raised = tokio::select! {
+                r = raise_capacity(opts, clients, store.as_ref(), &mut p, &mut capacity) => r,
+                _ = &mut shutdown => Err(Error::Interrupted),
+            };
+            let engine = Engine {
+                objects,
+                writer,
+                table: opts.table.clone(),
+                key: p.key,
+                settings: opts.settings.clone(),
+                stats: stats.clone(),
+            };
+            let run = Run::new(opts, engine, p.exports, p.gaps, p.checkpoint, store.clone());
+            let error = match raised {
+                Ok(()) => run.main(&mut shutdown).await.err(),
+                Err(e) => Some(e),
+            };
+            (Some(run), error)
+        }
+        Err(e) => (None, Some(e)),
+    };
+    let mut capacity_error = None;
+    if let Some(run) = &run
+        && let Err(e) = restore_capacity(opts, clients, run, &mut capacity).await
+    {
+        run.errors.lock().expect("errors").push(e.clone());
+        capacity_error = Some(e);
+    }
+    if run.is_none()
+        && !opts.dry_run
+        && let Some(store) = &store
+        && let Err(e) =
+            restore_capacity_after_failed_preflight(opts, clients, store, &mut capacity).await
+    {
+        capacity_error = Some(e);
+    }
+    if let Some(e) = capacity_error {
+        tracing::error!("{e}");
+        capacity.original_restored = Some(false);
+        if let Some(first) = &error {
+            tracing::error!("{first}");
+        }
+        error.get_or_insert(e.clone());
+        capacity.warnings.push(e.to_string());
+    }
+    capacity.resources = stats.resources();
+    let mut report = build_report(
+        opts,
+        run.as_ref(),
+        error.as_ref(),
+        started_at,
+        started,
+        &stats,
+    );
+    if !opts.dry_run {
+        report.capacity = Some(capacity);
+    }
+    let mut outcome = Outcome { report, error };
+    if let Some(uri) = &opts.report
+        && let Err(e) = upload_report(&clients.s3, uri, &outcome.report).await
+    {
+        // A report the user asked to keep in S3 is part of the job: without it the run did not succeed.
+        if outcome.report.status == RunStatus::Succeeded {
+            outcome.report.status = RunStatus::Failed;
+        }
+        outcome.report.errors.push(ErrorReport {
+            error_type: e.error_type().into(),
+            message: format!("the report could not be uploaded: {e}"),
+        });
+        outcome.error.get_or_insert(e);
+    }
+    outcome
+}
+
+struct Preflight {
+    exports: Vec<Export>,
+    gaps: Vec<Discontinuity>,
+    key: KeySchema,
+    checkpoint: Checkpoint,
+}
+
+async fn preflight(
+    opts: &RestoreOptions,
+    clients: &Clients,
+    objects: Arc<dyn ObjectReader>,
+    store: Option<&CheckpointStore>,
+) -> Result<Preflight> {
+    let chain = prepare(
+        objects,
+        &clients.dynamodb,
+        &opts.table,
+        &opts.exports,
+        &opts.expect,
+        &opts.settings,
+        opts.sample_lines,
+    )
+    .await?;
+    let checkpoint = match store {
+        None => Checkpoint::new(&opts.table, &chain.exports),
+        Some(store) => match store.load().await? {
+            Some(cp) => {
+                cp.check_identity(store.location(), &opts.table, &chain.exports)?;
+                tracing::info!(checkpoint = %store.location(), "resuming from checkpoint");
+                cp
+            }
+            None => {
+                let cp = Checkpoint::new(&opts.table, &chain.exports);
+                // Proves the checkpoint location is writable before the first write to the table.
+                store.save(&cp).await?;
+                cp
+            }
+        },
+    };
+    Ok(Preflight {
+        exports: chain.exports,
+        gaps: chain.gaps,
+        key: chain.key,
+        checkpoint,
+    })
+}
