@@ -7,7 +7,8 @@
 //! Modules in data-flow order:
 //! - [`config`]: the tables and limits one process serves.
 //! - [`server`]: hyper HTTP/1.1, routes, fault injection, the accept loop.
-//! - [`protocol`]: the AWS JSON 1.0 framing and DynamoDB's error shapes.
+//! - [`protocol`]: the AWS JSON 1.0 framing, DynamoDB's error shapes, and the response body and request ids
+//!   both services share.
 //! - [`items`]: parsing and validating write requests; DynamoDB's item size rule.
 //! - [`engine`]: BatchWriteItem (validate → throttle → record → answer) and DescribeTable.
 //! - [`throttle`]: the write-capacity token bucket and its clock.

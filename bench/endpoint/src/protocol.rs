@@ -1,8 +1,29 @@
 //! The AWS JSON 1.0 wire format as DynamoDB speaks it: `POST /` with
 //! `X-Amz-Target: DynamoDB_20120810.<Operation>`, bodies of type `application/x-amz-json-1.0`, and errors
-//! as `{"__type":"<namespace>#<Code>","message":"…"}`.
+//! as `{"__type":"<namespace>#<Code>","message":"…"}`; and what the DynamoDB and S3 sides of the server share:
+//! the response body type, the control routes and request ids.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use http_body_util::{Either, Full};
+
+use crate::s3::body::FileBody;
+
+/// A response body: bytes in memory, or an S3 object streamed from its file.
+pub type Body = Either<Full<Bytes>, FileBody>;
+
+/// The control routes' path names (`/stats` is `stats`). S3 requests never reach them, so no bucket may
+/// take these names.
+pub const CONTROL_ROUTES: [&str; 3] = ["stats", "items", "reset"];
+
+static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
+
+/// A fresh request id, for the `x-amzn-requestid` (DynamoDB) or `x-amz-request-id` (S3) header.
+pub(crate) fn next_request_id() -> String {
+    format!("BENCH{:020}", REQUEST_IDS.fetch_add(1, Ordering::Relaxed))
+}
 
 pub const CONTENT_TYPE: &str = "application/x-amz-json-1.0";
 pub const TARGET_PREFIX: &str = "DynamoDB_20120810.";

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Either, Full, Limited};
@@ -22,15 +22,10 @@ use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::engine::{Fault, State, Stats};
-use crate::protocol::{self, ApiError, ErrorCode, Operation};
-use crate::s3::{FileBody, S3};
-
-/// A response body: bytes in memory, or an S3 object streamed from its file.
-pub type Body = Either<Full<Bytes>, FileBody>;
-
-/// The control routes' path names (`/stats` is `stats`). S3 requests never reach them, so no bucket may
-/// take these names.
-pub const CONTROL_ROUTES: [&str; 3] = ["stats", "items", "reset"];
+use crate::protocol::{
+    self, ApiError, Body, CONTROL_ROUTES, ErrorCode, Operation, next_request_id,
+};
+use crate::s3::S3;
 
 /// Returned by the service to make hyper close the connection without a response.
 #[derive(Debug)]
@@ -43,13 +38,6 @@ impl std::fmt::Display for DropConnection {
 }
 
 impl std::error::Error for DropConnection {}
-
-static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
-
-/// A fresh request id, for the `x-amzn-requestid` (DynamoDB) or `x-amz-request-id` (S3) header.
-pub(crate) fn next_request_id() -> String {
-    format!("BENCH{:020}", REQUEST_IDS.fetch_add(1, Ordering::Relaxed))
-}
 
 /// A cheap handle on one endpoint's state.
 #[derive(Clone)]

@@ -157,9 +157,7 @@ impl TableState {
 
 /// Adds `term` for each key to a digest, as the endpoint does: for tests and scripts that compute the digest
 /// they expect.
-pub fn expected_digest<'k>(
-    keys: impl IntoIterator<Item = (&'k crate::items::Key<'k>, WriteKind)>,
-) -> String {
+pub fn expected_digest<'k>(keys: impl IntoIterator<Item = (&'k Key<'k>, WriteKind)>) -> String {
     let sum = keys.into_iter().fold(0u128, |acc, (key, kind)| {
         acc.wrapping_add(term(&key.hasher(), kind))
     });

@@ -39,7 +39,7 @@ pub use body::FileBody;
 pub use error::S3Error;
 
 use crate::config::ConfigError;
-use crate::server::{Body, CONTROL_ROUTES, next_request_id};
+use crate::protocol::{Body, CONTROL_ROUTES, next_request_id};
 use conditions::ByteRange;
 use error::MAX_PUT_BYTES;
 use files::{Bucket, Version, is_plain_segment};
