@@ -4,6 +4,7 @@
 //! One moto per test process (started on first use, gone when the process exits); every test makes its own
 //! uniquely named bucket and table, so tests run in parallel.
 
+mod architecture;
 mod bad_input;
 mod capacity;
 mod cli;
