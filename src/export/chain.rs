@@ -4,6 +4,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+use crate::clock::rfc3339;
 use crate::error::{Error, Result};
 use crate::export::manifest::{Export, ExportType, OutputView};
 
@@ -79,6 +80,25 @@ pub fn validate(exports: &[Export], expect: &Expectations) -> Result<Vec<Discont
                 i + 1
             )));
         }
+        // Whatever the flags: an export that starts or ends before the one it follows would write older
+        // changes over newer ones.
+        if export.start < prev.start || export.end < prev.end {
+            let which = if export.start < prev.start {
+                "starts"
+            } else {
+                "ends"
+            };
+            return Err(Error::Chain(format!(
+                "export {} ({} to {}) {which} before export {} ({} to {}), which it follows in the chain; \
+                 give the exports oldest first (--allow-gaps accepts gaps and overlaps, never this order)",
+                export.id(),
+                rfc3339(export.start),
+                rfc3339(export.end),
+                prev.id(),
+                rfc3339(prev.start),
+                rfc3339(prev.end),
+            )));
+        }
         let millis = signed_millis(prev.end, export.start);
         if millis != 0 {
             let what = if millis > 0 { "gap" } else { "overlap" };
@@ -86,9 +106,9 @@ pub fn validate(exports: &[Export], expect: &Expectations) -> Result<Vec<Discont
                 "{what} of {} between export {} (ends {}) and export {} (starts {})",
                 humantime::format_duration(Duration::from_millis(millis.unsigned_abs())),
                 prev.id(),
-                humantime::format_rfc3339_millis(prev.end),
+                rfc3339(prev.end),
                 export.id(),
-                humantime::format_rfc3339_millis(export.start),
+                rfc3339(export.start),
             );
             if !expect.allow_gaps {
                 return Err(Error::Chain(format!(
@@ -169,6 +189,56 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("overlap of 1m"), "{e}");
+        assert_eq!(validate(&c, &allow).unwrap()[0].millis, -60_000);
+    }
+
+    /// An export that starts or ends before the one it follows is refused even with --allow-gaps, naming
+    /// both exports and their times; a chain in order with an overlap is still accepted with it.
+    #[test]
+    fn exports_out_of_time_order_are_refused_whatever_the_flags() {
+        let allow = Expectations {
+            allow_gaps: true,
+            ..Default::default()
+        };
+        let at = |s: &str| humantime::parse_rfc3339(s).unwrap();
+        // FULL@10:00, INC 10:15–10:30, INC 10:00–10:15: the older incremental last.
+        let mut c = chain();
+        c[1].start = at("2026-01-14T10:15:00Z");
+        c[1].end = at("2026-01-14T10:30:00Z");
+        c[2].start = at("2026-01-14T10:00:00Z");
+        c[2].end = at("2026-01-14T10:15:00Z");
+        let e = validate(&c, &allow).unwrap_err().to_string();
+        assert!(
+            e.contains("export i2 (2026-01-14T10:00:00.000Z to 2026-01-14T10:15:00.000Z) starts before export i1 (2026-01-14T10:15:00.000Z to 2026-01-14T10:30:00.000Z)"),
+            "{e}"
+        );
+        // FULL@10:00, INC 09:00–09:30.
+        let c = vec![
+            chain().remove(0),
+            export(
+                "i0",
+                ExportType::Incremental,
+                "2026-01-14T09:00:00Z",
+                "2026-01-14T09:30:00Z",
+            ),
+        ];
+        let e = validate(&c, &allow).unwrap_err().to_string();
+        assert!(
+            e.contains("export i0") && e.contains("starts before export f"),
+            "{e}"
+        );
+        // An incremental inside the previous one's window: it ends before it.
+        let mut c = chain();
+        c[2].start = at("2026-01-14T10:05:00Z");
+        c[2].end = at("2026-01-14T10:10:00Z");
+        let e = validate(&c, &allow).unwrap_err().to_string();
+        assert!(
+            e.contains("export i2") && e.contains("ends before export i1"),
+            "{e}"
+        );
+        // In order, overlapping: accepted with --allow-gaps, as before.
+        let mut c = chain();
+        c[2].start = at("2026-01-14T10:14:00Z");
         assert_eq!(validate(&c, &allow).unwrap()[0].millis, -60_000);
     }
 
