@@ -110,3 +110,16 @@ impl HttpClient for Canned {
         SharedHttpConnector::new(self.clone())
     }
 }
+
+/// A DynamoDB client over `http`, with fixed credentials and clock (equal requests get equal signatures),
+/// in eu-north-1, at a loopback endpoint nothing listens on, without the SDK's retries (one request per
+/// call, one answer each).
+pub fn dynamodb(http: &Canned) -> aws_sdk_dynamodb::Client {
+    let mut builder = aws_sdk_dynamodb::Config::builder()
+        .region(aws_sdk_dynamodb::config::Region::new("eu-north-1"))
+        .endpoint_url("http://127.0.0.1:9")
+        .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled())
+        .http_client(http.clone());
+    builder.apply_test_defaults();
+    aws_sdk_dynamodb::Client::from_conf(builder.build())
+}

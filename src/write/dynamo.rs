@@ -19,8 +19,11 @@
 //! below check that a request sent this way is byte for byte the one the SDK sends for the same body,
 //! signature included.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
+
+use aws_smithy_async::time::{SharedTimeSource, TimeSource};
 
 use aws_runtime::auth::SigV4OperationSigningConfig;
 use aws_smithy_runtime_api::box_error::BoxError;
@@ -32,9 +35,11 @@ use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextMut;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_runtime_api::http::{Headers, Request as HttpRequest};
+use aws_smithy_types::DateTime;
 use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::byte_stream::ByteStream;
 use aws_smithy_types::config_bag::{ConfigBag, Layer};
+use aws_smithy_types::date_time::Format;
 use aws_smithy_types::endpoint::Endpoint;
 use aws_smithy_types::timeout::TimeoutConfig;
 use aws_types::SigningName;
@@ -116,14 +121,66 @@ fn classify(err: &SdkError<BatchWriteItemError, HttpResponse>) -> AttemptError {
 pub struct DynamoWriter {
     client: aws_sdk_dynamodb::Client,
     attempt_timeout: Duration,
+    /// The service's clock minus this host's, in milliseconds, measured from the `Date` of the last
+    /// answer when it is off by more than [`SKEW_THRESHOLD`] (0 otherwise). Requests are signed at the
+    /// host's time plus this, as the SDK's own calls are.
+    skew: Arc<AtomicI64>,
     /// By table: the endpoint can depend on it (a table ARN names the account of an account-based
     /// endpoint). A writer serves one or two tables.
     parts: Mutex<Vec<(String, Arc<Parts>)>>,
 }
 
+/// Below this, a difference between the service's `Date` and this host's clock is taken as the round trip
+/// and the `Date` header's one-second resolution, not as a skew (the SDK's threshold too).
+const SKEW_THRESHOLD: Duration = Duration::from_secs(4 * 60);
+
+/// Error codes with which AWS rejects a signature made at the wrong time.
+const SKEW_CODES: [&str; 4] = [
+    "InvalidSignatureException",
+    "SignatureDoesNotMatch",
+    "RequestTimeTooSkewed",
+    "RequestExpired",
+];
+
+/// `server - local` in milliseconds when it is at least [`SKEW_THRESHOLD`], else 0.
+fn measured_skew(server: SystemTime, local: SystemTime) -> i64 {
+    let ms = match server.duration_since(local) {
+        Ok(ahead) => ahead.as_millis() as i64,
+        Err(behind) => -(behind.duration().as_millis() as i64),
+    };
+    if ms.unsigned_abs() >= SKEW_THRESHOLD.as_millis() as u64 {
+        ms
+    } else {
+        0
+    }
+}
+
+/// The host's clock corrected by the measured skew: what requests are signed with.
+#[derive(Debug)]
+struct SkewedClock {
+    clock: SharedTimeSource,
+    skew: Arc<AtomicI64>,
+}
+
+impl TimeSource for SkewedClock {
+    fn now(&self) -> SystemTime {
+        let now = self.clock.now();
+        let skew = self.skew.load(Ordering::Relaxed);
+        let shift = Duration::from_millis(skew.unsigned_abs());
+        if skew >= 0 {
+            now.checked_add(shift)
+        } else {
+            now.checked_sub(shift)
+        }
+        .unwrap_or(now)
+    }
+}
+
 /// What every call takes from the client.
 #[derive(Debug)]
 struct Parts {
+    /// The host's clock (the components sign with it corrected by the skew).
+    clock: SharedTimeSource,
     components: RuntimeComponents,
     connector: SharedHttpConnector,
     identity: SharedIdentityResolver,
@@ -150,6 +207,7 @@ impl DynamoWriter {
         DynamoWriter {
             client: aws_sdk_dynamodb::Client::from_conf(config),
             attempt_timeout,
+            skew: Arc::default(),
             parts: Mutex::default(),
         }
     }
@@ -177,7 +235,7 @@ impl DynamoWriter {
             .await;
         let taken = probe.0.lock().expect("probe").take();
         let parts = match (taken, result) {
-            (Some(Ok(parts)), _) => Arc::new(parts),
+            (Some(Ok(parts)), _) => Arc::new(self.skewed(parts)?),
             (Some(Err(e)), _) => {
                 return Err(AttemptError::Rejected(format!(
                     "BatchWriteItem cannot be sent with this client: {e}"
@@ -198,8 +256,52 @@ impl DynamoWriter {
         Ok(parts)
     }
 
+    /// `parts` with a clock that signs at the host's time corrected by the measured skew.
+    fn skewed(&self, mut parts: Parts) -> Result<Parts, AttemptError> {
+        let clock = parts.components.time_source().unwrap_or_default();
+        parts.components = parts
+            .components
+            .to_builder()
+            .with_time_source(Some(SkewedClock {
+                clock: clock.clone(),
+                skew: self.skew.clone(),
+            }))
+            .build()
+            .map_err(|e| AttemptError::Rejected(format!("BatchWriteItem client: {e}")))?;
+        parts.clock = clock;
+        Ok(parts)
+    }
+
+    /// One BatchWriteItem call. A rejection of the signature's time (the host's clock is off) is sent
+    /// once more at once, signed at the time the answer's `Date` gives.
     async fn call(&self, table: &str, body: bytes::Bytes) -> Result<AttemptOutcome, AttemptError> {
         let parts = self.parts(table).await?;
+        let signed_with = self.skew.load(Ordering::Relaxed);
+        let mut answer = self.send(&parts, body.clone()).await?;
+        let skew_rejected = answer
+            .code()
+            .is_some_and(|c| SKEW_CODES.contains(&c.as_str()));
+        if skew_rejected && self.skew.load(Ordering::Relaxed) != signed_with {
+            tracing::warn!(
+                skew_seconds = self.skew.load(Ordering::Relaxed) / 1000,
+                "this host's clock differs from DynamoDB's; BatchWriteItem is signed again at DynamoDB's time"
+            );
+            answer = self.send(&parts, body).await?;
+        }
+        if (200..300).contains(&answer.status) {
+            parse_output(table, &answer.body)
+        } else {
+            Err(parse_error(
+                answer.status,
+                answer.code().as_deref(),
+                answer.request_id.as_deref(),
+                &answer.body,
+            ))
+        }
+    }
+
+    /// Signs and sends one request, and records the clock skew its answer's `Date` shows.
+    async fn send(&self, parts: &Parts, body: bytes::Bytes) -> Result<Answer, AttemptError> {
         let identity = parts
             .components
             .identity_cache()
@@ -240,6 +342,15 @@ impl DynamoWriter {
                     AttemptError::Transient(format!("dispatch failure: {}", chain(&e)))
                 })?;
             let status = response.status().as_u16();
+            if let Some(server) = response
+                .headers()
+                .get("date")
+                .and_then(|d| DateTime::from_str(d, Format::HttpDate).ok())
+                .and_then(|d| SystemTime::try_from(d).ok())
+            {
+                self.skew
+                    .store(measured_skew(server, parts.clock.now()), Ordering::Relaxed);
+            }
             let request_id = response
                 .headers()
                 .get("x-amzn-requestid")
@@ -253,27 +364,21 @@ impl DynamoWriter {
                 .await
                 .map_err(|e| AttemptError::Transient(format!("reading the answer: {}", chain(&e))))?
                 .into_bytes();
-            Ok((status, request_id, error_type, body))
-        };
-        let (status, request_id, error_type, answer) =
-            tokio::time::timeout(self.attempt_timeout, exchange)
-                .await
-                .map_err(|_| {
-                    AttemptError::Transient(format!(
-                        "BatchWriteItem timed out after {:?}",
-                        self.attempt_timeout
-                    ))
-                })??;
-        if (200..300).contains(&status) {
-            parse_output(table, &answer)
-        } else {
-            Err(parse_error(
+            Ok(Answer {
                 status,
-                error_type.as_deref(),
-                request_id.as_deref(),
-                &answer,
-            ))
-        }
+                request_id,
+                error_type,
+                body,
+            })
+        };
+        tokio::time::timeout(self.attempt_timeout, exchange)
+            .await
+            .map_err(|_| {
+                AttemptError::Transient(format!(
+                    "BatchWriteItem timed out after {:?}",
+                    self.attempt_timeout
+                ))
+            })?
     }
 }
 
@@ -399,6 +504,7 @@ fn probe_parts(
         headers.remove(name);
     }
     Ok(Parts {
+        clock: components.time_source().unwrap_or_default(),
         components: components.clone(),
         connector,
         identity,
@@ -462,10 +568,20 @@ fn parse_output(table: &str, body: &[u8]) -> Result<AttemptOutcome, AttemptError
         ))
     };
     let out: Output = serde_json::from_slice(body).map_err(|e| garbled(e.to_string()))?;
-    let unprocessed = out
-        .unprocessed_items
-        .and_then(|mut m| m.remove(table))
-        .unwrap_or_default()
+    // AWS keys `UnprocessedItems` by "a table name or table ARN". Requests left under any other key were
+    // not written either, and cannot be resent from here: the batch is sent again whole.
+    let mut left = Vec::new();
+    for (key, requests) in out.unprocessed_items.unwrap_or_default() {
+        if same_table(&key, table) {
+            left.extend(requests);
+        } else if !requests.is_empty() {
+            return Err(garbled(format!(
+                "{} unprocessed requests under {key:?}, which is not the table {table:?} this batch wrote",
+                requests.len()
+            )));
+        }
+    }
+    let unprocessed = left
         .into_iter()
         .map(|raw| {
             let request: WriteRequest =
@@ -500,6 +616,16 @@ fn parse_output(table: &str, body: &[u8]) -> Result<AttemptOutcome, AttemptError
     })
 }
 
+/// Whether `key` of `UnprocessedItems` names the table a batch was sent to as `table`: the same string, or
+/// one is the ARN (`arn:…:table/<name>`) of the other's name.
+fn same_table(key: &str, table: &str) -> bool {
+    let name = |s: &'_ str| -> Option<String> {
+        let (head, name) = s.split_once(":table/")?;
+        (head.starts_with("arn:") && !name.contains('/')).then(|| name.to_owned())
+    };
+    key == table || name(key).is_some_and(|n| n == table) || name(table).is_some_and(|n| n == key)
+}
+
 #[derive(Deserialize, Default)]
 struct ErrorBody {
     #[serde(rename = "__type")]
@@ -522,20 +648,42 @@ fn sanitize_code(code: &str) -> &str {
     code.rsplit('#').next().unwrap_or(code)
 }
 
+/// One HTTP answer to BatchWriteItem.
+struct Answer {
+    status: u16,
+    request_id: Option<String>,
+    /// The `x-amzn-errortype` header.
+    error_type: Option<String>,
+    body: bytes::Bytes,
+}
+
+impl Answer {
+    /// The error code: the `x-amzn-errortype` header, else the body's `code` or `__type`; `None` for a
+    /// success.
+    fn code(&self) -> Option<String> {
+        if (200..300).contains(&self.status) {
+            return None;
+        }
+        let parsed: ErrorBody = serde_json::from_slice(&self.body).unwrap_or_default();
+        self.error_type
+            .as_deref()
+            .or(parsed.code.as_deref())
+            .or(parsed.kind.as_deref())
+            .map(sanitize_code)
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned)
+    }
+}
+
 /// An error answer, classified as [`classify`] classifies the SDK's errors and worded as
 /// [`describe`] words them.
 fn parse_error(
     status: u16,
-    error_type: Option<&str>,
+    code: Option<&str>,
     request_id: Option<&str>,
     body: &[u8],
 ) -> AttemptError {
     let parsed: ErrorBody = serde_json::from_slice(body).unwrap_or_default();
-    let code = error_type
-        .or(parsed.code.as_deref())
-        .or(parsed.kind.as_deref())
-        .map(sanitize_code)
-        .filter(|c| !c.is_empty());
     let mut text = match (code, parsed.message.as_deref()) {
         (Some(code), Some(msg)) => format!("{code}: {msg} (HTTP {status})"),
         (Some(code), None) => format!("{code} (HTTP {status})"),
@@ -573,19 +721,9 @@ fn parse_error(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::http::Canned;
+    use crate::testing::http::{Canned, dynamodb as client};
     use crate::write::retry::{RetryPolicy, write_all};
     use crate::write::stats::{ResourceUse, WriteStats};
-
-    /// A client with fixed credentials and clock (equal requests get equal signatures) over `http`.
-    fn client(http: &Canned) -> aws_sdk_dynamodb::Client {
-        let mut builder = aws_sdk_dynamodb::Config::builder()
-            .region(aws_sdk_dynamodb::config::Region::new("eu-north-1"))
-            .endpoint_url("http://127.0.0.1:9")
-            .http_client(http.clone());
-        builder.apply_test_defaults();
-        aws_sdk_dynamodb::Client::from_conf(builder.build())
-    }
 
     fn writes(n: usize, tag: &str) -> Vec<RawWrite> {
         (0..n)
@@ -809,6 +947,104 @@ mod tests {
         }
         let out = results[8].as_ref().expect("nulls are absent members");
         assert!(out.unprocessed.is_empty() && out.consumed_wcu == 0.0);
+    }
+
+    /// A host whose clock is 10 minutes behind DynamoDB's: the signature is rejected, the answer's `Date`
+    /// gives the skew, and the batch is signed again at DynamoDB's time and sent once more; later calls are
+    /// signed at the corrected time from the start, and a rejection with no new skew is not resent.
+    #[tokio::test]
+    async fn a_signature_rejected_for_clock_skew_is_sent_again_at_the_services_time() {
+        // The test clock is 2009-02-13T23:31:30Z; DynamoDB says 23:41:30.
+        const LATER: &str = "Fri, 13 Feb 2009 23:41:30 GMT";
+        let skewed = r#"{"__type":"com.amazon.coral.service#InvalidSignatureException","message":"Signature expired: 20090213T233130Z is now earlier than 20090213T233630Z (20090213T234130Z - 5 min.)"}"#;
+        let http = Canned::default();
+        http.answer(400, &[("date", LATER)], skewed);
+        http.answer(200, &[("date", LATER)], "{}");
+        http.answer(200, &[], "{}");
+        http.answer(400, &[("date", LATER)], skewed);
+        let writer = DynamoWriter::new(&client(&http));
+        writer.write_batch("t", &writes(2, "x")).await.unwrap();
+        writer.write_batch("t", &writes(2, "x")).await.unwrap();
+        let rejected = writer.write_batch("t", &writes(2, "x")).await;
+        assert!(
+            matches!(&rejected, Err(AttemptError::Rejected(m)) if m.starts_with("InvalidSignatureException")),
+            "{rejected:?}"
+        );
+        let dates: Vec<String> = http
+            .sent()
+            .iter()
+            .map(|(_, _, headers, _)| {
+                headers
+                    .iter()
+                    .find(|(k, _)| k == "x-amz-date")
+                    .map(|(_, v)| v.clone())
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(
+            dates,
+            [
+                "20090213T233130Z",
+                "20090213T234130Z",
+                "20090213T234130Z",
+                "20090213T234130Z"
+            ]
+        );
+        let local = SystemTime::UNIX_EPOCH + Duration::from_secs(1_234_567_890);
+        assert_eq!(
+            measured_skew(local + Duration::from_secs(600), local),
+            600_000
+        );
+        assert_eq!(
+            measured_skew(local - Duration::from_secs(300), local),
+            -300_000
+        );
+        assert_eq!(measured_skew(local + Duration::from_secs(90), local), 0);
+    }
+
+    /// UnprocessedItems under the table's ARN are resent like those under its name; requests under any
+    /// other key make the attempt fail (the batch is sent again whole), never count as written.
+    #[tokio::test]
+    async fn unprocessed_items_are_matched_by_table_name_or_arn() {
+        const ARN: &str = "arn:aws:dynamodb:eu-north-1:123456789012:table/t";
+        let http = Canned::answering(&[
+            (
+                200,
+                r#"{"UnprocessedItems":{"arn:aws:dynamodb:eu-north-1:123456789012:table/t":[{"PutRequest":{"Item":{"pk":{"S":"a"}}}}]}}"#,
+            ),
+            (
+                200,
+                r#"{"UnprocessedItems":{"t":[{"DeleteRequest":{"Key":{"pk":{"S":"b"}}}}]}}"#,
+            ),
+            (
+                200,
+                r#"{"UnprocessedItems":{"t2":[{"PutRequest":{"Item":{"pk":{"S":"a"}}}}]}}"#,
+            ),
+            (
+                200,
+                r#"{"UnprocessedItems":{"arn:aws:dynamodb:eu-north-1:123456789012:table/t2":[{"PutRequest":{"Item":{"pk":{"S":"a"}}}}]}}"#,
+            ),
+        ]);
+        let writer = DynamoWriter::new(&client(&http));
+        let by_arn = writer.write_batch("t", &writes(3, "x")).await.unwrap();
+        assert_eq!(
+            by_arn.unprocessed,
+            vec![RawWrite::new(false, r#"{"pk":{"S":"a"}}"#)]
+        );
+        let by_name = writer.write_batch(ARN, &writes(3, "x")).await.unwrap();
+        assert_eq!(
+            by_name.unprocessed,
+            vec![RawWrite::new(true, r#"{"pk":{"S":"b"}}"#)]
+        );
+        for table in ["t", ARN] {
+            let other = writer.write_batch(table, &writes(3, "x")).await;
+            assert!(
+                matches!(&other, Err(AttemptError::Transient(m)) if m.contains("1 unprocessed requests under") && m.contains("t2")),
+                "{other:?}"
+            );
+        }
+        assert!(same_table("t", "t") && same_table(ARN, "t") && same_table("t", ARN));
+        assert!(!same_table("t", "t2") && !same_table(ARN, "t2") && !same_table("table/t", "t"));
     }
 
     /// INDEXES detail and ThrottlingReasons reach the per-resource statistics of the report.
