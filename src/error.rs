@@ -77,6 +77,17 @@ pub enum Error {
         retryable: bool,
     },
 
+    /// An AWS call was refused for its credentials or permissions (AccessDenied, ExpiredToken,
+    /// UnrecognizedClient, …). Often passing: IAM changes take a few minutes to apply everywhere (just
+    /// after `sam deploy`), and credentials are renewed before they expire. Retried a bounded number of
+    /// times, so it is [`Error::is_retryable`].
+    #[error(
+        "{operation}: {message}. The credentials were refused: a role or policy created or changed in the \
+         last minutes may not be in effect yet; otherwise give the role the permission this call needs \
+         (`ddb-pitr policy` prints each role's) or renew the credentials"
+    )]
+    Denied { operation: String, message: String },
+
     /// BatchWriteItem kept failing or leaving items unprocessed after every retry.
     #[error(
         "{location}: writes to table {table} still failing after {attempts} attempts without progress: {last_error}. \
@@ -106,6 +117,7 @@ impl Error {
                 ..
             } | Error::WritesExhausted { .. }
                 | Error::Interrupted
+                | Error::Denied { .. }
         )
     }
 

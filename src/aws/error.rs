@@ -20,11 +20,38 @@ pub const THROTTLING_CODES: [&str; 4] = [
     "TooManyRequestsException",
 ];
 
-/// [`Error::Aws`] for a failed call of `operation` (e.g. `"PutObject s3://b/k"`).
+/// Error codes AWS services use when they refuse a call's credentials or permissions.
+pub const AUTHORIZATION_CODES: [&str; 7] = [
+    "AccessDenied",
+    "AccessDeniedException",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "UnrecognizedClientException",
+    "InvalidClientTokenId",
+    "InvalidAccessKeyId",
+];
+
+/// Whether `code` (e.g. `AccessDeniedException`) refuses credentials or permissions.
+pub fn is_authorization_code(code: &str) -> bool {
+    AUTHORIZATION_CODES.contains(&code)
+}
+
+/// [`Error::Denied`] for refused credentials or permissions, [`Error::Aws`] otherwise, for a failed call
+/// of `operation` (e.g. `"PutObject s3://b/k"`).
 pub fn sdk_error<E>(operation: impl Into<String>, err: &SdkError<E, Response>) -> Error
 where
     E: std::error::Error + ProvideErrorMetadata + 'static,
 {
+    let denied = match err {
+        SdkError::ServiceError(se) => se.err().code().is_some_and(is_authorization_code),
+        _ => false,
+    };
+    if denied {
+        return Error::Denied {
+            operation: operation.into(),
+            message: describe(err),
+        };
+    }
     Error::Aws {
         operation: operation.into(),
         message: describe(err),
@@ -67,5 +94,79 @@ pub fn is_transient<E: ProvideErrorMetadata>(err: &SdkError<E, Response>) -> boo
                     .is_some_and(|c| THROTTLING_CODES.contains(&c))
         }
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::http::{Canned, dynamodb};
+
+    /// Refused credentials or permissions become `Denied`: retryable (with a bound), and saying what to
+    /// fix; other client errors stay final, throttling and 5xx transient.
+    #[tokio::test]
+    async fn refused_credentials_are_denied_and_retryable() {
+        let http = Canned::answering(&[
+            (
+                400,
+                r#"{"__type":"com.amazon.coral.service#AccessDeniedException","message":"User: arn:aws:sts::1:assumed-role/w/x is not authorized to perform: dynamodb:GetItem"}"#,
+            ),
+            (
+                400,
+                r#"{"__type":"com.amazon.coral.service#UnrecognizedClientException","message":"The security token included in the request is invalid."}"#,
+            ),
+            (
+                400,
+                r#"{"__type":"com.amazon.coral.service#ExpiredTokenException","message":"The security token included in the request is expired"}"#,
+            ),
+            (
+                400,
+                r#"{"__type":"com.amazon.coral.validate#ValidationException","message":"bad key"}"#,
+            ),
+            (
+                400,
+                r#"{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException","message":"slow down"}"#,
+            ),
+        ]);
+        let client = dynamodb(&http);
+        let mut errors = Vec::new();
+        for _ in 0..5 {
+            let e = client
+                .get_item()
+                .table_name("control")
+                .key("pk", aws_sdk_dynamodb::types::AttributeValue::S("a".into()))
+                .send()
+                .await
+                .unwrap_err();
+            errors.push(sdk_error("GetItem control", &e));
+        }
+        for e in &errors[..3] {
+            assert!(matches!(e, Error::Denied { .. }), "{e:?}");
+            assert!(e.is_retryable() && e.error_type() == "Retryable", "{e}");
+            assert!(
+                e.to_string().starts_with("GetItem control: ")
+                    && e.to_string().contains("`ddb-pitr policy`"),
+                "{e}"
+            );
+        }
+        assert!(
+            errors[0]
+                .to_string()
+                .contains("not authorized to perform: dynamodb:GetItem"),
+            "{}",
+            errors[0]
+        );
+        assert!(
+            matches!(
+                &errors[3],
+                Error::Aws {
+                    retryable: false,
+                    ..
+                }
+            ),
+            "{:?}",
+            errors[3]
+        );
+        assert!(errors[4].is_retryable() && !matches!(errors[4], Error::Denied { .. }));
     }
 }

@@ -30,6 +30,7 @@ use futures::{StreamExt, pin_mut};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::aws::error::is_authorization_code;
 use crate::budget::ByteBudget;
 use crate::error::{DataLocation, Error, Result};
 use crate::export::manifest::{DataFile, ExportType};
@@ -490,6 +491,13 @@ impl BatchError {
             BatchError::Rejected {
                 line: None,
                 message,
+            } if message.split(':').next().is_some_and(is_authorization_code) => Error::Denied {
+                operation: format!("BatchWriteItem on {} for file {}", engine.table, f.file.key),
+                message,
+            },
+            BatchError::Rejected {
+                line: None,
+                message,
             } => Error::Aws {
                 operation: format!("BatchWriteItem on {} for file {}", engine.table, f.file.key),
                 message,
@@ -831,6 +839,34 @@ mod tests {
             "new",
             "the older image overwrote the newer one"
         );
+    }
+
+    /// BatchWriteItem refused for the credentials ends the file with `Denied` (retryable, with a bound, by
+    /// the worker), never with a final rejection of the data; nothing unwritten is claimed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn refused_credentials_end_the_file_as_denied() {
+        let table = Arc::new(FakeTable::new(&["pk"]).with_script([Err(AttemptError::Rejected(
+            "AccessDeniedException: User is not authorized to perform: dynamodb:BatchWriteItem (HTTP 400)"
+                .into(),
+        ))]));
+        let (engine, file) = setup(table.clone());
+        let (result, claimed) = run(
+            &engine,
+            &file,
+            FilePosition::default(),
+            &CancellationToken::new(),
+        )
+        .await;
+        let err = result.unwrap_err();
+        assert!(matches!(err, Error::Denied { .. }), "{err:?}");
+        assert!(err.is_retryable());
+        assert!(
+            err.to_string()
+                .starts_with("BatchWriteItem on t for file data/f.json.gz: AccessDeniedException"),
+            "{err}"
+        );
+        let written = written_lines(&table);
+        assert!((1..=claimed.lines as usize).all(|l| written.binary_search(&l).is_ok()));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
