@@ -326,7 +326,6 @@ pub fn permissions(role: Role, scope: &Scope) -> Vec<Permission> {
                     "dynamodb:PutItem",
                     "dynamodb:UpdateItem",
                     "dynamodb:Query",
-                    "dynamodb:BatchWriteItem",
                 ],
                 &control,
                 None,

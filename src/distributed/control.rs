@@ -14,6 +14,7 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
     ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem, Update,
 };
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use crate::aws::error::{describe, sdk_error};
@@ -23,11 +24,9 @@ use crate::error::{Error, Result, truncate};
 use crate::export::chain::Discontinuity;
 use crate::export::manifest::{DataFile, Export, ExportType, OutputView, SummaryChecksum};
 use crate::item::key::KeySchema;
-use crate::item::wire::RawWrite;
 use crate::write::BatchSize;
-use crate::write::dynamo::DynamoWriter;
-use crate::write::retry::{RetryPolicy, WriteFailure, write_all};
-use crate::write::stats::{WriteStats, WriteStatsSnapshot};
+use crate::write::retry::RetryPolicy;
+use crate::write::stats::WriteStatsSnapshot;
 
 /// Version of the item layout below. Readers refuse items of another version.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -311,6 +310,29 @@ impl ControlTable {
             }
             item.insert(counter(k, "enqueued"), AttributeValue::Bool(false));
         }
+        if self.put_if_absent(item).await? {
+            return Ok(Created::New);
+        }
+        let existing = self.header(&plan.restore_id).await?.ok_or_else(|| {
+            Error::Usage(format!(
+                "restore {} vanished while it was being planned",
+                plan.restore_id
+            ))
+        })?;
+        if !existing.plan.same_restore(plan) {
+            return Err(Error::Usage(format!(
+                "restore id {} is already used by a restore of table {} from {} export(s) with other \
+                 settings; choose another restore id",
+                plan.restore_id,
+                existing.plan.table,
+                existing.plan.exports.len()
+            )));
+        }
+        Ok(Created::Existing)
+    }
+
+    /// Puts `item` unless an item with its key exists; false when one did.
+    async fn put_if_absent(&self, item: HashMap<String, AttributeValue>) -> Result<bool> {
         let put = self
             .client
             .put_item()
@@ -320,48 +342,31 @@ impl ControlTable {
             .send()
             .await;
         match put {
-            Ok(_) => Ok(Created::New),
+            Ok(_) => Ok(true),
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
             {
-                let existing = self.header(&plan.restore_id).await?.ok_or_else(|| {
-                    Error::Usage(format!(
-                        "restore {} vanished while it was being planned",
-                        plan.restore_id
-                    ))
-                })?;
-                if !existing.plan.same_restore(plan) {
-                    return Err(Error::Usage(format!(
-                        "restore id {} is already used by a restore of table {} from {} export(s) with \
-                         other settings; choose another restore id",
-                        plan.restore_id,
-                        existing.plan.table,
-                        existing.plan.exports.len()
-                    )));
-                }
-                Ok(Created::Existing)
+                Ok(false)
             }
             Err(e) => Err(sdk_error(format!("PutItem {}", self.name), &e)),
         }
     }
 
-    /// Writes one PENDING item per data file. Only called while the header is `PLANNING`, before any
-    /// message exists, so rewriting items of a half-written plan cannot erase progress.
+    /// Writes one PENDING item per data file, each only if it does not exist yet: a second planner of the
+    /// same restore (a Step Functions retry while the first still runs) finds the header `PLANNING` too,
+    /// and must never put a file that a worker has leased, checkpointed or finished back to PENDING.
     pub async fn put_files(
         &self,
         plan: &RestorePlan,
         exports: &[Export],
         ttl: Duration,
     ) -> Result<()> {
-        let writer = DynamoWriter::new(&self.client);
-        let policy = RetryPolicy::default();
-        let stats = WriteStats::default();
         let expires = expiry(ttl);
-        let mut requests = Vec::new();
+        let mut items = Vec::new();
         for (k, export) in exports.iter().enumerate() {
             for file in &export.files {
-                let item = HashMap::from([
+                items.push(HashMap::from([
                     ("pk".to_owned(), s(restore_pk(&plan.restore_id))),
                     ("sk".to_owned(), s(file_sk(k, &file.key))),
                     ("kind".to_owned(), s("file")),
@@ -388,35 +393,15 @@ impl ControlTable {
                     ("deliveries".to_owned(), n(0)),
                     ("stalls".to_owned(), n(0)),
                     (TTL_ATTRIBUTE.to_owned(), n(expires)),
-                ]);
-                requests.push(RawWrite::put(&item).expect("S and N attributes only"));
+                ]));
             }
         }
-        let chunks: Vec<Vec<RawWrite>> = requests
-            .chunks(BatchSize::MAX.get())
-            .map(<[_]>::to_vec)
-            .collect();
-        let writes = futures::stream::iter(chunks.into_iter().map(|chunk| {
-            let (writer, policy, stats) = (&writer, &policy, &stats);
-            async move { write_all(writer, &self.name, chunk, policy, stats).await }
-        }));
-        use futures::StreamExt;
-        let mut writes = writes.buffer_unordered(16);
-        while let Some(r) = writes.next().await {
-            r.map_err(|f| {
-                let message = match f {
-                    WriteFailure::Exhausted {
-                        attempts,
-                        last_error,
-                    } => format!("still failing after {attempts} attempts: {last_error}"),
-                    WriteFailure::Rejected { message, .. } => message,
-                };
-                Error::Aws {
-                    operation: format!("BatchWriteItem {}", self.name),
-                    message,
-                    retryable: true,
-                }
-            })?;
+        // An item that exists was written by another planner of this restore, and perhaps already worked
+        // on: it is kept as it is.
+        let puts = futures::stream::iter(items.into_iter().map(|item| self.put_if_absent(item)));
+        let mut puts = puts.buffer_unordered(16);
+        while let Some(r) = puts.next().await {
+            r?;
         }
         self.client
             .update_item()

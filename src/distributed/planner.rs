@@ -235,8 +235,8 @@ impl Planner {
             .await?
             .expect("header exists after create_header");
         if header.status == HeaderStatus::Planning {
-            // Either new, or an earlier planner stopped while writing file items: nothing has been
-            // enqueued yet, so (re)writing PENDING items loses nothing.
+            // New, or another planner of this restore is writing file items (a retry while the first
+            // still runs) or stopped while writing them: only the missing items are written.
             self.control.put_files(&plan, &chain.exports, ttl).await?;
         }
         tracing::info!(

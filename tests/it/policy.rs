@@ -441,7 +441,6 @@ async fn each_lambda_role_calls_only_what_its_policy_allows() {
             ("S3", "GetObject"),
             ("DynamoDB", "DescribeTable"),
             ("DynamoDB", "PutItem"),
-            ("DynamoDB", "BatchWriteItem"),
             ("DynamoDB", "Query"),
             ("SQS", "SendMessageBatch"),
         ],
