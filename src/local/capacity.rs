@@ -7,8 +7,6 @@ use crate::export::manifest::Export;
 use crate::report::CapacityReport;
 use crate::table::capacity::{CapacityRecord, Change, Manager, RecordState};
 
-use crate::clock::now;
-
 use super::checkpoint::CheckpointStore;
 use super::run::Run;
 use super::{Preflight, RestoreOptions};
@@ -132,12 +130,16 @@ pub(super) async fn restore_capacity_after_failed_preflight(
     let Some(record) = pending.filter(|_| cp.table == opts.table) else {
         return Ok(());
     };
+    // Another run holding the checkpoint owns the capacity it records.
+    if let Err(e) = store.claim(&cp).await {
+        tracing::warn!("capacity left as it is: {e}");
+        return Ok(());
+    }
     put_back(opts, clients, &record, report).await?;
     if let Some(r) = cp.capacity.as_mut() {
         r.state = RecordState::Restored;
     }
-    cp.updated_at = now();
-    if let Err(e) = store.save(&cp).await {
+    if let Err(e) = store.release(&cp).await {
         tracing::warn!("checkpoint not saved after putting the capacity back (harmless): {e}");
     }
     Ok(())

@@ -146,6 +146,11 @@ pub async fn run(
         error.get_or_insert(e.clone());
         capacity.warnings.push(e.to_string());
     }
+    if let (Some(run), Some(store)) = (&run, &store)
+        && let Err(e) = store.release(&run.snapshot()).await
+    {
+        tracing::warn!("checkpoint not released (its hold ends on its own): {e}");
+    }
     capacity.resources = stats.resources();
     let mut report = build_report(
         opts,
@@ -200,19 +205,20 @@ async fn preflight(
     .await?;
     let checkpoint = match store {
         None => Checkpoint::new(&opts.table, &chain.exports),
-        Some(store) => match store.load().await? {
-            Some(cp) => {
-                cp.check_identity(store.location(), &opts.table, &chain.exports)?;
-                tracing::info!(checkpoint = %store.location(), "resuming from checkpoint");
-                cp
-            }
-            None => {
-                let cp = Checkpoint::new(&opts.table, &chain.exports);
-                // Proves the checkpoint location is writable before the first write to the table.
-                store.save(&cp).await?;
-                cp
-            }
-        },
+        Some(store) => {
+            let cp = match store.load().await? {
+                Some(cp) => {
+                    cp.check_identity(store.location(), &opts.table, &chain.exports)?;
+                    tracing::info!(checkpoint = %store.location(), "resuming from checkpoint");
+                    cp
+                }
+                None => Checkpoint::new(&opts.table, &chain.exports),
+            };
+            // Holds it for this run (refused while another run holds it), which also proves the location
+            // is writable, before the first write to the table.
+            store.claim(&cp).await?;
+            cp
+        }
     };
     Ok(Preflight {
         exports: chain.exports,

@@ -296,6 +296,7 @@ impl<'a> Run<'a> {
             .expect("last saved")
             .as_ref()
             .is_some_and(|last| last.exports == cp.exports && last.capacity == cp.capacity)
+            && !store.renewal_due()
         {
             return;
         }

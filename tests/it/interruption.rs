@@ -308,3 +308,42 @@ async fn a_checkpoint_of_another_restore_is_refused() {
     );
     assert!(other.scan().await.is_empty());
 }
+
+/// Runs sharing an S3 checkpoint: while one holds it, another is refused before it writes anything, with
+/// the holder named, also when both found no checkpoint and create it at once (`If-None-Match`); once the
+/// holder releases it the next run holds it, and the old holder can no longer save over it (`If-Match`).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_s3_checkpoint_is_held_by_one_run_at_a_time() {
+    use ddb_pitr::export::location::StateLocation;
+    use ddb_pitr::local::checkpoint::{Checkpoint, CheckpointStore};
+    let aws = cli::aws().await;
+    let bucket = TestBucket::create(&aws.s3, "hold").await;
+    let at: StateLocation = format!("s3://{}/restores/t.json", bucket.name)
+        .parse()
+        .unwrap();
+    let store = |owner: &str| CheckpointStore::new(at.clone(), aws.s3.clone()).with_owner(owner);
+    let (first, second) = (store("ec2-a:1"), store("laptop:2"));
+    assert!(first.load().await.unwrap().is_none());
+    assert!(second.load().await.unwrap().is_none());
+    let cp = Checkpoint::new("t", &[]);
+    first.claim(&cp).await.unwrap();
+    let e = second.claim(&cp).await.unwrap_err().to_string();
+    assert!(e.contains("is held by another run, ec2-a:1"), "{e}");
+
+    let third = store("ci:3");
+    let loaded = third.load().await.unwrap().unwrap();
+    assert_eq!(loaded.holder.as_ref().unwrap().owner, "ec2-a:1");
+    let e = third.claim(&loaded).await.unwrap_err().to_string();
+    assert!(
+        e.contains("is held by another run, ec2-a:1") && e.contains("its hold ends at"),
+        "{e}"
+    );
+
+    first.save(&cp).await.unwrap();
+    first.release(&cp).await.unwrap();
+    let loaded = third.load().await.unwrap().unwrap();
+    assert_eq!(loaded.holder, None);
+    third.claim(&loaded).await.unwrap();
+    let e = first.save(&cp).await.unwrap_err().to_string();
+    assert!(e.contains("is held by another run, ci:3"), "{e}");
+}
