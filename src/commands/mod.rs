@@ -8,6 +8,14 @@ pub mod restore;
 pub mod validate;
 pub mod worker;
 
+use std::io::IsTerminal;
+
+/// Colour on stderr only for a person at a terminal, and not when `NO_COLOR` is set (no-color.org): a file,
+/// a pipe or CloudWatch gets plain lines.
+pub fn stderr_colour() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 /// Exit statuses: 0 success, 1 failure, 2 bad usage (clap), 130 interrupted.
 pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_INTERRUPTED: u8 = 130;

@@ -37,6 +37,56 @@ async fn full_export_alone_restores_exactly() {
     assert_eq!(run.report["totals"]["items_this_run"], 3);
 }
 
+/// stderr that is not a terminal (here a pipe, as with `2>file` or CloudWatch) gets plain lines: the log
+/// is there, its colour codes are not.
+#[tokio::test(flavor = "multi_thread")]
+async fn stderr_that_is_not_a_terminal_has_no_colour_codes() {
+    let aws = cli::aws().await;
+    let (bucket, table) = cli::real_export_setup(&aws).await;
+    let run = cli::restore(&aws, &table.name, &cli::export_args(&bucket, [REAL_FULL])).await;
+    run.assert_success();
+    assert!(run.stderr.contains("INFO"), "no log lines: {}", run.stderr);
+    assert!(
+        !run.stderr.contains('\u{1b}'),
+        "escape codes on a pipe: {:?}",
+        run.stderr
+    );
+}
+
+/// A `--resume` checkpoint in use by another run (which holds its lock file) is refused before any
+/// write, naming that run; once it is free, the same command restores.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_checkpoint_in_use_by_another_run_is_refused_before_any_write() {
+    use std::io::Write;
+    let aws = cli::aws().await;
+    let (bucket, table) = cli::real_export_setup(&aws).await;
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = dir.path().join("cp.json");
+    let mut lock = std::fs::File::create(dir.path().join("cp.json.lock")).unwrap();
+    lock.try_lock().unwrap();
+    writeln!(lock, "ec2-a:4242 since 2026-12-03T10:00:00.000Z").unwrap();
+    let mut args = cli::export_args(&bucket, [REAL_FULL]);
+    args.extend(["--resume".into(), checkpoint.display().to_string()]);
+    let run = cli::restore(&aws, &table.name, &args).await;
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        run.errors()
+            .contains("is in use by another run (ec2-a:4242 since"),
+        "{}",
+        run.errors()
+    );
+    assert!(table.scan().await.is_empty(), "nothing was written");
+    drop(lock);
+    cli::restore(&aws, &table.name, &args)
+        .await
+        .assert_success();
+    let saved = cli::read_json(&checkpoint);
+    assert!(
+        saved.get("holder").is_none(),
+        "released at the end: {saved}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn chain_with_a_gap_is_refused_then_restored_with_allow_gaps() {
     let aws = cli::aws().await;
