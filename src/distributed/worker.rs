@@ -11,6 +11,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use tokio::sync::watch;
@@ -24,15 +25,15 @@ use crate::engine::watermark::FilePosition;
 use crate::engine::{Engine, FileOutcome, FileRef, Settings};
 use crate::error::{Error, Result};
 use crate::export::source::{ObjectReader, S3Reader};
-use crate::write::BatchWriter;
+use crate::item::wire::RawWrite;
 use crate::write::dynamo::DynamoWriter;
 use crate::write::pace::{Pacing, paced};
 use crate::write::retry::RetryPolicy;
 use crate::write::stats::{WriteStats, WriteStatsSnapshot};
+use crate::write::{AttemptError, AttemptOutcome, BatchWriter};
 
 use super::control::{Acquired, ControlTable, FileProgress, Lease, RecordStatus, RestorePlan};
 use super::queue::{FileMessage, send_message_batch};
-use crate::aws::error::sdk_error;
 
 /// How a worker paces itself.
 #[derive(Debug, Clone)]
@@ -141,6 +142,12 @@ impl Worker {
         }
     }
 
+    /// The same worker writing through `writer` instead of DynamoDB (each file's lease still fences it).
+    pub fn with_writer(mut self, writer: Arc<dyn BatchWriter>) -> Self {
+        self.writer = writer;
+        self
+    }
+
     /// Write statistics of every file this worker processed.
     pub fn stats(&self) -> &WriteStats {
         &self.stats
@@ -179,6 +186,7 @@ impl Worker {
     ) -> Result<Disposition> {
         let msg = FileMessage::parse(body)?;
         let plan = self.plan(&msg.restore_id).await?;
+        let leased_at = Instant::now();
         let acquired = self
             .control
             .acquire(
@@ -214,7 +222,9 @@ impl Worker {
             delivery = lease.record.deliveries,
             "file leased"
         );
-        Ok(self.run_file(&msg, &plan, &lease, deadline, stop).await)
+        Ok(self
+            .run_file(&msg, &plan, &lease, leased_at, deadline, stop)
+            .await)
     }
 
     /// The plan of a restore, read once per process.
@@ -237,6 +247,7 @@ impl Worker {
         msg: &FileMessage,
         plan: &RestorePlan,
         lease: &Lease,
+        leased_at: Instant,
         deadline: Option<Instant>,
         stop: &CancellationToken,
     ) -> Disposition {
@@ -244,7 +255,16 @@ impl Worker {
         let lease_stats = Arc::new(WriteStats::default());
         let (progress, position) = watch::channel(lease.record.position);
         let disposition = self
-            .run_lease(msg, plan, lease, deadline, stop, &lease_stats, progress)
+            .run_lease(
+                msg,
+                plan,
+                lease,
+                leased_at,
+                deadline,
+                stop,
+                &lease_stats,
+                progress,
+            )
             .await;
         let writes = lease_stats.snapshot();
         self.stats.add(&writes);
@@ -262,12 +282,17 @@ impl Worker {
         msg: &FileMessage,
         plan: &RestorePlan,
         lease: &Lease,
+        leased_at: Instant,
         deadline: Option<Instant>,
         stop: &CancellationToken,
         lease_stats: &Arc<WriteStats>,
         progress: watch::Sender<FilePosition>,
     ) -> Disposition {
         let record = &lease.record;
+        let fence = Arc::new(LeaseFence::new(
+            self.writer.clone(),
+            fence_deadline(leased_at, self.options.lease),
+        ));
         // What every lease-conditioned write records: the position and all leases' write statistics.
         let mark = |position: FilePosition| FileProgress {
             position,
@@ -275,7 +300,7 @@ impl Worker {
         };
         let engine = Engine {
             objects: self.objects.clone(),
-            writer: Some(self.writer.clone()),
+            writer: Some(fence.clone()),
             table: plan.table.clone(),
             key: plan.key.clone(),
             settings: Settings {
@@ -322,13 +347,17 @@ impl Worker {
                     let p = *position.borrow();
                     let m = mark(p);
                     let lease_for = self.options.lease;
-                    saving.push(async move { self.control.checkpoint(lease, &m, lease_for).await });
+                    saving.push(async move {
+                        let sent = Instant::now();
+                        (sent, self.control.checkpoint(lease, &m, lease_for).await)
+                    });
                 }
-                Some(saved) = saving.next() => match saved {
-                    Ok(true) => {}
+                Some((sent, saved)) = saving.next() => match saved {
+                    Ok(true) => fence.renew(fence_deadline(sent, self.options.lease)),
                     Ok(false) => {
                         tracing::warn!(file = record.file.key, "lease taken over by another worker; stopping");
                         lost = true;
+                        fence.lose();
                         file_stop.cancel();
                     }
                     Err(e) => tracing::warn!(file = record.file.key, "checkpoint not saved (the previous one stays valid): {e}"),
@@ -337,8 +366,15 @@ impl Worker {
         };
         // Abandoned batches (hard deadline) are above the acknowledged position and are replayed later.
         drop(work);
-        while let Some(saved) = saving.next().await {
+        while let Some((_, saved)) = saving.next().await {
             lost |= matches!(saved, Ok(false));
+        }
+        if fence.tripped() && !lost {
+            tracing::warn!(
+                file = record.file.key,
+                "the lease ran out before it was renewed (checkpoints failed); writes stopped"
+            );
+            lost = true;
         }
         let position = *position.borrow();
         let end = mark(position);
@@ -365,6 +401,28 @@ impl Worker {
                     Ok(false) => self.lease_lost(lease, &end).await,
                     Err(e) => self.give_back(lease, &end, false, e).await,
                 };
+            }
+            // Refused credentials or permissions: handed back a bounded number of times (the stall
+            // budget), a minute apart, then FAILED with what to fix.
+            Some(Err(e @ Error::Denied { .. })) => {
+                let stalled = position == start;
+                if !denial_budget_left(stalled, record.stalls, self.options.max_stalls) {
+                    let message = format!(
+                        "{e} (refused in {} consecutive deliveries without progress)",
+                        record.stalls + 1
+                    );
+                    tracing::error!(file = file_name, "file failed: {message}");
+                    return match self.control.fail(lease, &end, &message).await {
+                        Ok(true) => Disposition::Ack(Ack::Failed(true)),
+                        Ok(false) => self.lease_lost(lease, &end).await,
+                        Err(save) => self.give_back(lease, &end, false, save).await,
+                    };
+                }
+                tracing::warn!(
+                    file = file_name,
+                    "credentials refused; handing the file back: {e}"
+                );
+                return self.give_back(lease, &end, stalled, e).await;
             }
             Some(Err(e)) if !e.is_retryable() => {
                 tracing::error!(file = file_name, "file failed: {e}");
@@ -490,16 +548,110 @@ impl Worker {
                 "lease not released (it expires on its own; the previous checkpoint stays valid): {e}"
             );
         }
-        let after = if matches!(cause, Error::Interrupted) {
-            Duration::ZERO
-        } else {
-            RetryPolicy::default().backoff(lease.record.deliveries.min(10) as u32)
+        let after = match cause {
+            Error::Interrupted => Duration::ZERO,
+            Error::Denied { .. } => DENIED_RETRY,
+            _ => RetryPolicy::default().backoff(lease.record.deliveries.min(10) as u32),
         };
         Disposition::Retry {
             after,
             reason: cause.to_string(),
         }
     }
+}
+
+/// The local deadline of a lease renewed at `sent` for `lease`: nine tenths of it, so that it passes before
+/// the control table's expiry (written a little after `sent`, and judged by other hosts' clocks).
+fn fence_deadline(sent: Instant, lease: Duration) -> Instant {
+    sent + lease.mul_f64(0.9)
+}
+
+/// The writes of one leased file. None starts once the lease is lost or its local deadline has passed
+/// without a renewal, and those in flight then are abandoned, so a worker whose lease another worker may
+/// have taken over writes nothing more (the file's next holder, and the exports after it, are never
+/// overwritten by a stale one).
+struct LeaseFence {
+    inner: Arc<dyn BatchWriter>,
+    deadline: Mutex<Instant>,
+    lost: CancellationToken,
+}
+
+impl LeaseFence {
+    fn new(inner: Arc<dyn BatchWriter>, deadline: Instant) -> Self {
+        LeaseFence {
+            inner,
+            deadline: Mutex::new(deadline),
+            lost: CancellationToken::new(),
+        }
+    }
+
+    fn deadline(&self) -> Instant {
+        *self.deadline.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn renew(&self, deadline: Instant) {
+        let mut d = self.deadline.lock().unwrap_or_else(|e| e.into_inner());
+        *d = (*d).max(deadline);
+    }
+
+    fn lose(&self) {
+        self.lost.cancel();
+    }
+
+    /// True once a write was refused or abandoned, or the lease was lost.
+    fn tripped(&self) -> bool {
+        self.lost.is_cancelled()
+    }
+
+    fn fenced() -> AttemptError {
+        AttemptError::Rejected(
+            "the file's lease ran out or was taken over: the write was not sent, or was abandoned"
+                .into(),
+        )
+    }
+}
+
+impl BatchWriter for LeaseFence {
+    fn write_batch<'a>(
+        &'a self,
+        table: &'a str,
+        requests: &'a [RawWrite],
+    ) -> BoxFuture<'a, std::result::Result<AttemptOutcome, AttemptError>> {
+        Box::pin(async move {
+            let mut deadline = self.deadline();
+            if self.lost.is_cancelled() || Instant::now() >= deadline {
+                self.lost.cancel();
+                return Err(Self::fenced());
+            }
+            let call = self.inner.write_batch(table, requests);
+            tokio::pin!(call);
+            loop {
+                tokio::select! {
+                    r = &mut call => return r,
+                    _ = self.lost.cancelled() => return Err(Self::fenced()),
+                    _ = tokio::time::sleep_until(deadline) => {
+                        let renewed = self.deadline();
+                        if renewed > deadline {
+                            deadline = renewed;
+                        } else {
+                            self.lost.cancel();
+                            return Err(Self::fenced());
+                        }
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// How long a file whose calls were refused for credentials or permissions waits before it is tried again:
+/// long enough for IAM changes to apply.
+pub const DENIED_RETRY: Duration = Duration::from_secs(60);
+
+/// Whether a file refused for credentials or permissions in a delivery that made no progress (`stalled`)
+/// after `stalls` such deliveries in a row may be handed back once more; with progress it always may.
+fn denial_budget_left(stalled: bool, stalls: u32, max_stalls: u32) -> bool {
+    !stalled || stalls + 1 < max_stalls
 }
 
 /// How `ddb-pitr worker` polls its queue.
@@ -525,10 +677,21 @@ pub struct QueueStats {
     pub continued: u64,
     pub skipped: u64,
     pub returned: u64,
+    /// ReceiveMessage calls that failed and were retried after a backoff.
+    pub receive_errors: u64,
 }
 
+/// Backoff between failed ReceiveMessage calls (full jitter, at most the cap).
+const RECEIVE_RETRY: RetryPolicy = RetryPolicy {
+    max_attempts: u32::MAX,
+    base: Duration::from_millis(200),
+    cap: Duration::from_secs(20),
+};
+
 /// Long-polls the queue and processes messages until `shutdown` resolves (work in progress is stopped,
-/// checkpointed and handed back to the queue) or the queue stays idle for `idle_exit`.
+/// checkpointed and handed back to the queue) or the queue stays idle for `idle_exit`. A failed
+/// ReceiveMessage (the network, throttling, credentials being renewed) is logged and retried with backoff
+/// while the files in progress go on; time spent failing counts as idle.
 pub async fn run_queue(
     worker: &Worker,
     opts: &QueueOptions,
@@ -540,10 +703,14 @@ pub async fn run_queue(
     let mut receive = None;
     let mut idle_since = Instant::now();
     let idle = tokio::time::sleep(opts.idle_exit.unwrap_or(Duration::MAX / 4));
-    tokio::pin!(shutdown, idle);
+    // After a failed ReceiveMessage: no receive until this sleep ends.
+    let mut failures = 0u32;
+    let retry = tokio::time::sleep(Duration::ZERO);
+    let mut retrying = false;
+    tokio::pin!(shutdown, idle, retry);
     loop {
         let want = opts.concurrency.saturating_sub(inflight.len()).min(10);
-        if receive.is_none() && want > 0 && !stop.is_cancelled() {
+        if receive.is_none() && want > 0 && !stop.is_cancelled() && !retrying {
             receive = Some(
                 worker
                     .sqs
@@ -568,9 +735,32 @@ pub async fn run_queue(
                 count(&mut stats, &d);
                 idle_since = Instant::now();
             }
+            _ = &mut retry, if retrying => {
+                retrying = false;
+            }
             out = async { receive.as_mut().expect("guarded").await }, if receive.is_some() => {
                 receive = None;
-                let out = out.map_err(|e| sdk_error(format!("ReceiveMessage {}", opts.queue_url), &e))?;
+                let out = match out {
+                    Ok(out) => {
+                        failures = 0;
+                        out
+                    }
+                    Err(e) => {
+                        let delay = RECEIVE_RETRY.backoff(failures);
+                        failures = failures.saturating_add(1);
+                        stats.receive_errors += 1;
+                        tracing::warn!(
+                            failures,
+                            "ReceiveMessage {} failed, retrying in {}: {}",
+                            opts.queue_url,
+                            humantime::format_duration(Duration::from_millis(delay.as_millis() as u64)),
+                            describe(&e)
+                        );
+                        retry.as_mut().reset(Instant::now() + delay);
+                        retrying = true;
+                        continue;
+                    }
+                };
                 for m in out.messages.unwrap_or_default() {
                     if stop.is_cancelled() {
                         // Received while shutting down: hand it back at once rather than after its
@@ -755,4 +945,22 @@ async fn hand_back(worker: &Worker, opts: &QueueOptions, m: &aws_sdk_sqs::types:
 /// SQS takes whole seconds, at most 12 hours.
 fn secs(d: Duration) -> i32 {
     d.as_secs().min(12 * 3600) as i32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file refused for its credentials is handed back while deliveries without progress stay below
+    /// the stall budget; a delivery that made progress never uses it up.
+    #[test]
+    fn refused_files_are_handed_back_a_bounded_number_of_times() {
+        let max = WorkerOptions::default().max_stalls;
+        assert_eq!(max, 3);
+        assert!(denial_budget_left(true, 0, max));
+        assert!(denial_budget_left(true, 1, max));
+        assert!(!denial_budget_left(true, 2, max));
+        assert!(denial_budget_left(false, 2, max));
+        assert!(denial_budget_left(false, 100, max));
+    }
 }

@@ -1,6 +1,7 @@
 //! Distributed restores: planner and worker handlers in-process, `ddb-pitr worker` processes, against
 //! moto's S3, DynamoDB and SQS.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::ScalarAttributeType as T;
@@ -233,6 +234,122 @@ async fn the_same_message_delivered_twice_at_once_writes_and_counts_once() {
         assert_eq!(f.position.puts, f.file.item_count);
         assert_eq!(f.finished_by.as_deref(), Some(LAMBDA_OWNER));
     }
+}
+
+/// Two planners of one restore at once (a Step Functions retry while the first still runs) agree on one
+/// plan, and a planner that read the header while it was still PLANNING and writes file items only after
+/// the files were restored puts none of them back to PENDING.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_planner_never_resets_a_finished_file() {
+    use aws_sdk_dynamodb::types::AttributeValue as V;
+    let cloud = Cloud::new(test_worker_options()).await;
+    let (_dir, out, _bucket, table, exports) = generated(&cloud, full_only(29, 2, 200)).await;
+    let id = unique_name("replan");
+    let (a, b) = tokio::join!(
+        cloud.plan(&id, &table.name, &exports, false),
+        cloud.plan(&id, &table.name, &exports, false)
+    );
+    assert_eq!(
+        (a["files"].clone(), b["files"].clone()),
+        (2.into(), 2.into())
+    );
+    assert_ne!(a["created"], b["created"], "one created it: {a} {b}");
+    let last = cloud.drive(&id, 0..1, 1, MINUTE).await;
+    assert_eq!(last["files_done"], 2, "{last}");
+    let finished = cloud.files(&id, 0).await;
+    assert!(finished.iter().all(|f| f.status == RecordStatus::Done));
+
+    // The slow planner: the header was PLANNING when it read it; it writes the file items now.
+    cloud
+        .aws
+        .ddb
+        .update_item()
+        .table_name(&cloud.control_table.name)
+        .key("pk", V::S(format!("restore#{id}")))
+        .key("sk", V::S("header".into()))
+        .update_expression("SET #st = :planning")
+        .expression_attribute_names("#st", "status")
+        .expression_attribute_values(":planning", V::S("PLANNING".into()))
+        .send()
+        .await
+        .unwrap();
+    cloud.plan(&id, &table.name, &exports, false).await;
+    assert_eq!(
+        cloud.files(&id, 0).await,
+        finished,
+        "finished files are kept as they are"
+    );
+    assert_eq!(counters(&cloud, &id).await[0], (2, 0, 200, 0));
+    assert_table_matches(&cloud.aws.ddb, &table.name, &out.expected[0]).await;
+}
+
+/// A worker whose write hangs while its lease runs out (its checkpoints do not renew it) abandons that write
+/// at the lease's local deadline and hands the file back instead of failing it; another worker restores the
+/// file and the next exports, and the stale write, released after all that, reaches nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stale_worker_never_writes_after_its_lease() {
+    use ddb_pitr::aws::Clients;
+    use ddb_pitr::distributed::queue::FileMessage;
+    use ddb_pitr::distributed::worker::{Ack, Disposition, Worker, WorkerOptions};
+    use ddb_pitr::testing::writers::FakeTable;
+    use tokio_util::sync::CancellationToken;
+
+    let cloud = Cloud::new(test_worker_options()).await;
+    let (_dir, out, _bucket, table, exports) = generated(&cloud, chain_spec(51, 1, 100)).await;
+    let id = unique_name("stale");
+    cloud.plan(&id, &table.name, &exports, false).await;
+    let files = cloud.files(&id, 0).await;
+    let key = files
+        .iter()
+        .max_by_key(|f| f.file.item_count)
+        .unwrap()
+        .file
+        .key
+        .clone();
+
+    // Every write of the stale worker hangs until released; it renews its 2 s lease only after an hour.
+    let stuck = Arc::new(FakeTable::new(&["pk", "sk"]).with_hold(|_, _| true));
+    let clients = Clients::from_sdk_config(&crate::support::sdk_config(&cloud.aws.endpoint).await);
+    let stale = Arc::new(
+        Worker::new(
+            &clients,
+            &cloud.control_table.name,
+            &cloud.queue.url,
+            WorkerOptions {
+                owner: "stale-worker".into(),
+                lease: Duration::from_secs(2),
+                checkpoint_interval: Duration::from_secs(3600),
+                ..test_worker_options()
+            },
+        )
+        .with_writer(stuck.clone()),
+    );
+    let body = FileMessage::new(&id, 0, &key).to_body();
+    let handled = tokio::spawn({
+        let stale = stale.clone();
+        async move { stale.handle(&body, None, &CancellationToken::new()).await }
+    });
+    let disposition = tokio::time::timeout(Duration::from_secs(30), handled)
+        .await
+        .expect("the stale worker gives up its hanging write at its lease's deadline")
+        .unwrap();
+    assert!(stuck.held(), "a write was in flight when the lease ran out");
+    assert!(
+        !matches!(disposition, Disposition::Ack(Ack::Failed(_))),
+        "{disposition:?}"
+    );
+
+    let last = cloud.drive(&id, 0..3, 2, MINUTE).await;
+    assert_eq!(last["files_failed"], 0, "{last}");
+    stuck.release(1000);
+    tokio::task::yield_now().await;
+    assert!(stuck.written().is_empty(), "{:?}", stuck.written());
+    assert_eq!(
+        stuck.log(),
+        vec![],
+        "no call of the stale worker was ever answered"
+    );
+    assert_table_matches(&cloud.aws.ddb, &table.name, out.expected.last().unwrap()).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -514,6 +631,97 @@ async fn sigterm_and_wait(child: tokio::process::Child) -> (Option<i32>, String,
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// `ddb-pitr worker` survives a failing ReceiveMessage (here: its queue is gone for a while): it logs,
+/// backs off and polls again, receives what arrives once the queue is back, and exits on its signal.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cli_worker_retries_a_failing_receive_until_its_signal() {
+    use tokio::io::AsyncBufReadExt;
+    let cloud = Cloud::new(test_worker_options()).await;
+    let name = unique_name("flaky");
+    let create = || async {
+        cloud
+            .sqs
+            .create_queue()
+            .queue_name(&name)
+            .send()
+            .await
+            .expect("CreateQueue")
+            .queue_url
+            .expect("a queue URL")
+    };
+    let url = create().await;
+    cloud
+        .sqs
+        .delete_queue()
+        .queue_url(&url)
+        .send()
+        .await
+        .expect("DeleteQueue");
+
+    let mut cmd = cli::command();
+    cmd.args([
+        "worker",
+        "--queue-url",
+        &url,
+        "--control-table",
+        &cloud.control_table.name,
+        "--endpoint-url",
+        &cloud.aws.endpoint,
+        "--wait-time",
+        "1s",
+    ]);
+    let mut child = cmd.spawn().expect("spawn ddb-pitr worker");
+    let mut stderr = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let mut wait_for = async |what: &str| {
+        tokio::time::timeout(Duration::from_secs(60), async {
+            while let Some(line) = stderr.next_line().await.unwrap() {
+                let found = line.contains(what);
+                seen.push(line);
+                if found {
+                    return;
+                }
+            }
+            panic!(
+                "ddb-pitr worker ended before {what:?}:\n{}",
+                seen.join("\n")
+            );
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no {what:?} within a minute"))
+    };
+    wait_for("retrying in").await;
+
+    assert_eq!(create().await, url, "the queue is back under its URL");
+    cloud
+        .sqs
+        .send_message()
+        .queue_url(&url)
+        .message_body("not a file message")
+        .send()
+        .await
+        .expect("SendMessage");
+    // The message is received and, as it is no file message, handed back.
+    wait_for("message left for redelivery").await;
+    let drain = tokio::spawn(async move { while let Ok(Some(_)) = stderr.next_line().await {} });
+    let (code, stdout, _) = sigterm_and_wait(child).await;
+    drain.await.unwrap();
+    assert_eq!(code, Some(0), "{}", seen.join("\n"));
+    let stats: Value = serde_json::from_str(&stdout).unwrap();
+    assert!(stats["receive_errors"].as_u64().unwrap() >= 1, "{stats}");
+    assert!(
+        stats["messages"].as_u64().unwrap() >= 1,
+        "received after the failures: {stats}"
+    );
+    cloud
+        .sqs
+        .delete_queue()
+        .queue_url(&url)
+        .send()
+        .await
+        .expect("DeleteQueue");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -4,7 +4,7 @@
 //!
 //! Configuration: `DDB_PITR_CONTROL_TABLE`, `DDB_PITR_QUEUE_URL` (for continuation messages), and optional
 //! `DDB_PITR_DEADLINE_MARGIN` (30s), `DDB_PITR_CHECKPOINT_INTERVAL` (10s), `DDB_PITR_LEASE` (2m),
-//! `DDB_PITR_MAX_STALLS` (3), `DDB_PITR_INFLIGHT_BATCHES` (4), `DDB_PITR_READ_AHEAD` (5) and
+//! `DDB_PITR_MAX_STALLS` (3), `DDB_PITR_INFLIGHT_BATCHES` (8), `DDB_PITR_READ_AHEAD` (5) and
 //! `DDB_PITR_FALLBACK_TIMEOUT` (15m, used only when an emulator sends a deadline in the past).
 
 use std::time::{Duration, SystemTime};
@@ -137,6 +137,60 @@ fn humantime_secs(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The settings read from the environment, with their defaults as the code has them.
+    fn code_defaults() -> Vec<(&'static str, String)> {
+        let d = WorkerOptions::default();
+        let time = |t: Duration| match t.as_secs() {
+            s if s % 60 == 0 => format!("{}m", s / 60),
+            s => format!("{s}s"),
+        };
+        vec![
+            ("DDB_PITR_DEADLINE_MARGIN", time(d.deadline_margin)),
+            ("DDB_PITR_CHECKPOINT_INTERVAL", time(d.checkpoint_interval)),
+            ("DDB_PITR_LEASE", time(d.lease)),
+            ("DDB_PITR_MAX_STALLS", d.max_stalls.to_string()),
+            (
+                "DDB_PITR_INFLIGHT_BATCHES",
+                d.settings.inflight_batches.to_string(),
+            ),
+            ("DDB_PITR_READ_AHEAD", d.settings.read_ahead.to_string()),
+            ("DDB_PITR_FALLBACK_TIMEOUT", time(DEFAULT_FALLBACK_TIMEOUT)),
+        ]
+    }
+
+    /// "`NAME` (default…" in `text`: the default written after each setting's name, up to `:`, `,` or `)`.
+    fn documented_default(text: &str, name: &str) -> Option<String> {
+        let at = text.find(&format!("`{name}` ("))? + name.len() + 4;
+        Some(
+            text[at..]
+                .chars()
+                .take_while(|c| !matches!(c, ':' | ',' | ')'))
+                .collect(),
+        )
+    }
+
+    /// The defaults this file's docs and the README state are the code's: one source of truth.
+    #[test]
+    fn documented_defaults_are_the_codes() {
+        let module_docs: String = include_str!("lib.rs")
+            .lines()
+            .filter_map(|l| l.strip_prefix("//! "))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let readme = include_str!("../../../README.md").replace('\n', " ");
+        for (name, default) in code_defaults() {
+            for (doc, text) in [
+                ("functions/worker/src/lib.rs", &module_docs),
+                ("README.md", &readme),
+            ] {
+                match documented_default(text, name) {
+                    Some(written) => assert_eq!(written, default, "{doc}: {name}"),
+                    None => panic!("{doc} does not give the default of {name} ({default})"),
+                }
+            }
+        }
+    }
 
     #[test]
     fn time_left_follows_real_deadlines_and_rejects_bogus_ones() {
