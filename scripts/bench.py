@@ -23,7 +23,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BIN = ROOT / "target" / "release"
+# The binaries measured; DDB_PITR_BENCH_BIN points at another build's folder to compare two builds.
+BIN = Path(os.environ.get("DDB_PITR_BENCH_BIN", ROOT / "target" / "release"))
 BUCKET = "bench"
 # Logs of every process run, kept out of the summary.
 LOG = Path(os.environ.get("TMPDIR", "/tmp")) / "ddb-pitr-bench.log"
