@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::aws::Clients;
-use crate::aws::error::describe;
+use crate::aws::error::{describe, sdk_error};
 use crate::aws::metrics::{Metric, emf_line};
 use crate::engine::watermark::FilePosition;
 use crate::engine::{Engine, FileOutcome, FileRef, Settings};
@@ -146,6 +146,21 @@ impl Worker {
     pub fn with_writer(mut self, writer: Arc<dyn BatchWriter>) -> Self {
         self.writer = writer;
         self
+    }
+
+    /// Makes a received message of this worker's queue visible again `after` from now: how a `Retry`'s delay
+    /// is honoured (SQS takes whole seconds, at most 12 hours). Without it, a message the Lambda event source
+    /// mapping gets back as a batch item failure stays invisible for the queue's whole visibility timeout.
+    pub async fn retry_after(&self, receipt_handle: &str, after: Duration) -> Result<()> {
+        self.sqs
+            .change_message_visibility()
+            .queue_url(&self.queue_url)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(secs(after))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| sdk_error(format!("ChangeMessageVisibility {}", self.queue_url), &e))
     }
 
     /// Write statistics of every file this worker processed.
@@ -765,7 +780,7 @@ pub async fn run_queue(
                     if stop.is_cancelled() {
                         // Received while shutting down: hand it back at once rather than after its
                         // visibility timeout.
-                        hand_back(worker, opts, &m).await;
+                        hand_back(worker, &m).await;
                         continue;
                     }
                     stats.messages += 1;
@@ -907,15 +922,9 @@ async fn process_message(
         Disposition::Retry { after, reason } => {
             tracing::info!(after = ?after, "message handed back: {reason}");
             worker
-                .sqs
-                .change_message_visibility()
-                .queue_url(&opts.queue_url)
-                .receipt_handle(&receipt)
-                .visibility_timeout(secs(*after))
-                .send()
+                .retry_after(&receipt, *after)
                 .await
-                .map(|_| ())
-                .map_err(|e| describe(&e))
+                .map_err(|e| e.to_string())
         }
     };
     if let Err(e) = result {
@@ -925,20 +934,12 @@ async fn process_message(
     disposition
 }
 
-async fn hand_back(worker: &Worker, opts: &QueueOptions, m: &aws_sdk_sqs::types::Message) {
+async fn hand_back(worker: &Worker, m: &aws_sdk_sqs::types::Message) {
     if let Err(e) = worker
-        .sqs
-        .change_message_visibility()
-        .queue_url(&opts.queue_url)
-        .receipt_handle(m.receipt_handle().unwrap_or_default())
-        .visibility_timeout(0)
-        .send()
+        .retry_after(m.receipt_handle().unwrap_or_default(), Duration::ZERO)
         .await
     {
-        tracing::warn!(
-            "message not handed back (it reappears after its visibility timeout): {}",
-            describe(&e)
-        );
+        tracing::warn!("message not handed back (it reappears after its visibility timeout): {e}");
     }
 }
 

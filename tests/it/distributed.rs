@@ -352,6 +352,36 @@ async fn a_stale_worker_never_writes_after_its_lease() {
     assert_table_matches(&cloud.aws.ddb, &table.name, out.expected.last().unwrap()).await;
 }
 
+/// A message the worker Lambda hands back (its file is leased by another worker for 20 s more) stays away
+/// for the worker's retry delay, not for the queue's visibility timeout (3 s here): the worker sets the delay
+/// with ChangeMessageVisibility before it reports the batch item failure.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_worker_lambda_honours_its_retry_delay() {
+    let cloud = Cloud::new(test_worker_options()).await;
+    let (_dir, _out, _bucket, table, exports) = generated(&cloud, full_only(31, 1, 50)).await;
+    let id = unique_name("delay");
+    cloud.plan(&id, &table.name, &exports, false).await;
+    let key = cloud.files(&id, 0).await[0].file.key.clone();
+    let held = cloud
+        .control
+        .acquire(&id, 0, &key, "other-worker", Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert!(matches!(held, Acquired::Leased(_)), "{held:?}");
+    cloud.plan_export(&id, 0).await.unwrap();
+    let messages = cloud.receive().await;
+    assert_eq!(messages.len(), 1);
+    let response = cloud.invoke_worker(&messages, MINUTE).await;
+    assert_eq!(response.batch_item_failures.len(), 1, "handed back");
+    let until = std::time::Instant::now() + Duration::from_secs(8);
+    while std::time::Instant::now() < until {
+        assert!(
+            cloud.receive().await.is_empty(),
+            "the message came back after the queue's visibility timeout, before its retry delay"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_expired_lease_is_taken_over_and_its_old_holder_can_no_longer_write() {
     let cloud = Cloud::new(test_worker_options()).await;

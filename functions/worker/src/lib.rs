@@ -95,6 +95,14 @@ impl Handler {
             async move {
                 let body = record.body.unwrap_or_default();
                 let outcome = self.worker.handle(&body, Some(deadline), stop).await;
+                // The event source mapping leaves a failed message invisible for the queue's whole
+                // visibility timeout; the worker's own delay is set here instead.
+                if let (Disposition::Retry { after, .. }, Some(receipt)) =
+                    (&outcome, &record.receipt_handle)
+                    && let Err(e) = self.worker.retry_after(receipt, *after).await
+                {
+                    tracing::warn!("retry delay not set (the message reappears after the queue's visibility timeout): {e}");
+                }
                 (record.message_id, outcome)
             }
         }))
