@@ -258,17 +258,15 @@ impl DynamoWriter {
 
     /// `parts` with a clock that signs at the host's time corrected by the measured skew.
     fn skewed(&self, mut parts: Parts) -> Result<Parts, AttemptError> {
-        let clock = parts.components.time_source().unwrap_or_default();
         parts.components = parts
             .components
             .to_builder()
             .with_time_source(Some(SkewedClock {
-                clock: clock.clone(),
+                clock: parts.clock.clone(),
                 skew: self.skew.clone(),
             }))
             .build()
             .map_err(|e| AttemptError::Rejected(format!("BatchWriteItem client: {e}")))?;
-        parts.clock = clock;
         Ok(parts)
     }
 
@@ -278,22 +276,22 @@ impl DynamoWriter {
         let parts = self.parts(table).await?;
         let signed_with = self.skew.load(Ordering::Relaxed);
         let mut answer = self.send(&parts, body.clone()).await?;
-        let skew_rejected = answer
-            .code()
-            .is_some_and(|c| SKEW_CODES.contains(&c.as_str()));
+        let mut code = answer.code();
+        let skew_rejected = code.as_deref().is_some_and(|c| SKEW_CODES.contains(&c));
         if skew_rejected && self.skew.load(Ordering::Relaxed) != signed_with {
             tracing::warn!(
                 skew_seconds = self.skew.load(Ordering::Relaxed) / 1000,
                 "this host's clock differs from DynamoDB's; BatchWriteItem is signed again at DynamoDB's time"
             );
             answer = self.send(&parts, body).await?;
+            code = answer.code();
         }
         if (200..300).contains(&answer.status) {
             parse_output(table, &answer.body)
         } else {
             Err(parse_error(
                 answer.status,
-                answer.code().as_deref(),
+                code.as_deref(),
                 answer.request_id.as_deref(),
                 &answer.body,
             ))
