@@ -1,8 +1,22 @@
-//! Configuration from environment variables, for the Lambda functions (which have no command line).
+//! Configuration from environment variables, for the Lambda functions (which have no command line), and the
+//! name a process goes by in leases and checkpoints.
 
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+
+/// `name:pid` naming this process in leases and checkpoint holds: `name` is the Lambda function's name,
+/// else the host's (`HOSTNAME`, else `/etc/hostname`), else `fallback`.
+pub fn process_owner(fallback: &str) -> String {
+    let set = |v: String| Some(v.trim().to_owned()).filter(|v| !v.is_empty());
+    let name = std::env::var("AWS_LAMBDA_FUNCTION_NAME")
+        .ok()
+        .and_then(set)
+        .or_else(|| std::env::var("HOSTNAME").ok().and_then(set))
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().and_then(set))
+        .unwrap_or_else(|| fallback.to_owned());
+    format!("{name}:{}", std::process::id())
+}
 
 /// A variable that must be set and non-empty.
 pub fn required(name: &str) -> Result<String> {

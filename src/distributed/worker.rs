@@ -19,6 +19,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::aws::Clients;
+use crate::aws::env::process_owner;
 use crate::aws::error::{describe, sdk_error};
 use crate::aws::metrics::{Metric, emf_line};
 use crate::engine::watermark::FilePosition;
@@ -74,10 +75,7 @@ impl Default for WorkerOptions {
 
 /// `host:pid`, or the Lambda function name when running in Lambda.
 pub fn default_owner() -> String {
-    let host = std::env::var("AWS_LAMBDA_FUNCTION_NAME")
-        .or_else(|_| std::env::var("HOSTNAME"))
-        .unwrap_or_else(|_| "worker".into());
-    format!("{host}:{}", std::process::id())
+    process_owner("worker")
 }
 
 /// What to do with the message after [`Worker::handle`].
@@ -421,17 +419,13 @@ impl Worker {
             // budget), a minute apart, then FAILED with what to fix.
             Some(Err(e @ Error::Denied { .. })) => {
                 let stalled = position == start;
-                if !denial_budget_left(stalled, record.stalls, self.options.max_stalls) {
+                if !stall_budget_left(stalled, record.stalls, self.options.max_stalls) {
                     let message = format!(
                         "{e} (refused in {} consecutive deliveries without progress)",
                         record.stalls + 1
                     );
                     tracing::error!(file = file_name, "file failed: {message}");
-                    return match self.control.fail(lease, &end, &message).await {
-                        Ok(true) => Disposition::Ack(Ack::Failed(true)),
-                        Ok(false) => self.lease_lost(lease, &end).await,
-                        Err(save) => self.give_back(lease, &end, false, save).await,
-                    };
+                    return self.fail_file(lease, &end, &message, false).await;
                 }
                 tracing::warn!(
                     file = file_name,
@@ -441,11 +435,7 @@ impl Worker {
             }
             Some(Err(e)) if !e.is_retryable() => {
                 tracing::error!(file = file_name, "file failed: {e}");
-                return match self.control.fail(lease, &end, &e.to_string()).await {
-                    Ok(true) => Disposition::Ack(Ack::Failed(true)),
-                    Ok(false) => self.lease_lost(lease, &end).await,
-                    Err(save) => self.give_back(lease, &end, false, save).await,
-                };
+                return self.fail_file(lease, &end, &e.to_string(), false).await;
             }
             Some(Err(e)) if !deadline_hit => {
                 return self.give_back(lease, &end, false, e).await;
@@ -457,7 +447,7 @@ impl Worker {
             return self.give_back(lease, &end, false, Error::Interrupted).await;
         }
         let stalled = position == start;
-        if stalled && record.stalls + 1 >= self.options.max_stalls {
+        if !stall_budget_left(stalled, record.stalls, self.options.max_stalls) {
             let message = format!(
                 "export {}, file {file_name}: {} consecutive invocations ended at their deadline without \
                  restoring a line past byte offset {}; raise the worker function's timeout or restore this \
@@ -467,11 +457,7 @@ impl Worker {
                 position.offset
             );
             tracing::error!("{message}");
-            return match self.control.fail(lease, &end, &message).await {
-                Ok(true) => Disposition::Ack(Ack::Failed(true)),
-                Ok(false) => self.lease_lost(lease, &end).await,
-                Err(e) => self.give_back(lease, &end, true, e).await,
-            };
+            return self.fail_file(lease, &end, &message, true).await;
         }
         match self.control.release(lease, &end, stalled).await {
             Ok(true) => {}
@@ -547,6 +533,22 @@ impl Worker {
             },
             Ok(None) => retry(format!("file item {} disappeared", record.file.key)),
             Err(e) => retry(format!("lease lost; file state unknown: {e}")),
+        }
+    }
+
+    /// Marks the file FAILED with `message`; if that cannot be saved, hands it back (`stalled` as for
+    /// [`Worker::give_back`]).
+    async fn fail_file(
+        &self,
+        lease: &Lease,
+        end: &FileProgress,
+        message: &str,
+        stalled: bool,
+    ) -> Disposition {
+        match self.control.fail(lease, end, message).await {
+            Ok(true) => Disposition::Ack(Ack::Failed(true)),
+            Ok(false) => self.lease_lost(lease, end).await,
+            Err(e) => self.give_back(lease, end, stalled, e).await,
         }
     }
 
@@ -663,9 +665,10 @@ impl BatchWriter for LeaseFence {
 /// long enough for IAM changes to apply.
 pub const DENIED_RETRY: Duration = Duration::from_secs(60);
 
-/// Whether a file refused for credentials or permissions in a delivery that made no progress (`stalled`)
-/// after `stalls` such deliveries in a row may be handed back once more; with progress it always may.
-fn denial_budget_left(stalled: bool, stalls: u32, max_stalls: u32) -> bool {
+/// Whether a file whose delivery made no progress (`stalled`: it reached its deadline, or its calls were
+/// refused for credentials) after `stalls` such deliveries in a row may be handed back once more; with
+/// progress it always may. Otherwise it is FAILED.
+fn stall_budget_left(stalled: bool, stalls: u32, max_stalls: u32) -> bool {
     !stalled || stalls + 1 < max_stalls
 }
 
@@ -755,11 +758,7 @@ pub async fn run_queue(
             }
             out = async { receive.as_mut().expect("guarded").await }, if receive.is_some() => {
                 receive = None;
-                let out = match out {
-                    Ok(out) => {
-                        failures = 0;
-                        out
-                    }
+                match out {
                     Err(e) => {
                         let delay = RECEIVE_RETRY.backoff(failures);
                         failures = failures.saturating_add(1);
@@ -773,19 +772,21 @@ pub async fn run_queue(
                         );
                         retry.as_mut().reset(Instant::now() + delay);
                         retrying = true;
-                        continue;
                     }
-                };
-                for m in out.messages.unwrap_or_default() {
-                    if stop.is_cancelled() {
-                        // Received while shutting down: hand it back at once rather than after its
-                        // visibility timeout.
-                        hand_back(worker, &m).await;
-                        continue;
+                    Ok(out) => {
+                        failures = 0;
+                        for m in out.messages.unwrap_or_default() {
+                            if stop.is_cancelled() {
+                                // Received while shutting down: hand it back at once rather than after
+                                // its visibility timeout.
+                                hand_back(worker, &m).await;
+                                continue;
+                            }
+                            stats.messages += 1;
+                            idle_since = Instant::now();
+                            inflight.push(process_message(worker, opts, m, &stop));
+                        }
                     }
-                    stats.messages += 1;
-                    idle_since = Instant::now();
-                    inflight.push(process_message(worker, opts, m, &stop));
                 }
             }
             _ = &mut idle, if opts.idle_exit.is_some() && inflight.is_empty() => {
@@ -952,16 +953,16 @@ fn secs(d: Duration) -> i32 {
 mod tests {
     use super::*;
 
-    /// A file refused for its credentials is handed back while deliveries without progress stay below
-    /// the stall budget; a delivery that made progress never uses it up.
+    /// A file that stalls (refused for its credentials, or at its deadline) is handed back while deliveries
+    /// without progress stay below the stall budget; a delivery that made progress never uses it up.
     #[test]
     fn refused_files_are_handed_back_a_bounded_number_of_times() {
         let max = WorkerOptions::default().max_stalls;
         assert_eq!(max, 3);
-        assert!(denial_budget_left(true, 0, max));
-        assert!(denial_budget_left(true, 1, max));
-        assert!(!denial_budget_left(true, 2, max));
-        assert!(denial_budget_left(false, 2, max));
-        assert!(denial_budget_left(false, 100, max));
+        assert!(stall_budget_left(true, 0, max));
+        assert!(stall_budget_left(true, 1, max));
+        assert!(!stall_budget_left(true, 2, max));
+        assert!(stall_budget_left(false, 2, max));
+        assert!(stall_budget_left(false, 100, max));
     }
 }

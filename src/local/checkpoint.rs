@@ -12,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+use crate::aws::env::process_owner;
 use crate::aws::error::sdk_error;
 use crate::clock::{now, rfc3339};
 use crate::engine::watermark::FilePosition;
@@ -143,19 +144,10 @@ struct Hold {
 
 impl CheckpointStore {
     pub fn new(location: StateLocation, s3: aws_sdk_s3::Client) -> Self {
-        let host = std::env::var("HOSTNAME")
-            .ok()
-            .filter(|h| !h.is_empty())
-            .or_else(|| {
-                std::fs::read_to_string("/etc/hostname")
-                    .ok()
-                    .map(|h| h.trim().to_owned())
-            })
-            .unwrap_or_else(|| "localhost".into());
         CheckpointStore {
             location,
             s3,
-            owner: format!("{host}:{}", std::process::id()),
+            owner: process_owner("localhost"),
             hold: Arc::default(),
         }
     }
