@@ -169,6 +169,7 @@ static DATASETS: LazyLock<[Dataset; 2]> = LazyLock::new(|| {
                 key: file.key.clone(),
                 item_count: file.item_count,
                 md5: file.md5.clone(),
+                etag: Some(ddb_pitr_synth::one_part_etag(&gz)),
             },
             key: key.clone(),
             gz: gz.into(),
@@ -426,12 +427,12 @@ fn end_to_end_decode(c: &mut Criterion) {
             b.iter(|| {
                 let (progress, _) = tokio::sync::watch::channel(FilePosition::default());
                 let outcome = rt
-                    .block_on(engine.process_file(
-                        file,
-                        FilePosition::default(),
-                        &progress,
-                        &CancellationToken::new(),
-                    ))
+                    .block_on(async {
+                        let open = engine.open(file, FilePosition::default(), None).await?;
+                        engine
+                            .process_file(file, &open, &progress, &CancellationToken::new())
+                            .await
+                    })
                     .expect("restores");
                 assert!(outcome.complete, "the whole file was read and verified");
                 outcome

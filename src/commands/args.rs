@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use ddb_pitr::budget::ByteBudget;
-use ddb_pitr::engine::{DEFAULT_INFLIGHT_BATCHES, Settings};
+use ddb_pitr::engine::{CopiedObjects, DEFAULT_INFLIGHT_BATCHES, Settings};
 use ddb_pitr::export::chain::Expectations;
 use ddb_pitr::export::location::ExportUri;
 use ddb_pitr::export::manifest::{ExportType, OutputView};
@@ -95,6 +95,24 @@ impl From<AutoScalingArg> for AutoScaling {
     }
 }
 
+/// `--copied-objects`: what to do with a data file whose object no longer has the ETag DynamoDB wrote.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum CopiedObjectsArg {
+    /// Read the object and check its MD5 before the first write (one more read of the compressed bytes).
+    VerifyFirst,
+    /// Check the MD5 while writing: no extra read, but a file that fails has had its lines written.
+    VerifyWhileWriting,
+}
+
+impl From<CopiedObjectsArg> for CopiedObjects {
+    fn from(a: CopiedObjectsArg) -> Self {
+        match a {
+            CopiedObjectsArg::VerifyFirst => CopiedObjects::VerifyFirst,
+            CopiedObjectsArg::VerifyWhileWriting => CopiedObjects::VerifyWhileWriting,
+        }
+    }
+}
+
 /// Read and write tuning shared by `restore` and `worker`.
 #[derive(Args)]
 pub struct EngineArgs {
@@ -122,6 +140,11 @@ pub struct EngineArgs {
     /// comparisons: the adaptive rate keeps a throttled table at its capacity with far fewer retries.
     #[arg(long, help_heading = "Tuning")]
     no_adaptive_rate: bool,
+    /// A data file whose object no longer has the ETag DynamoDB wrote (an export copied with `aws s3 cp`)
+    /// is not known to hold the exported bytes until its MD5 is checked: check it before writing, or
+    /// while writing (docs/integrity.md).
+    #[arg(long, value_enum, default_value = "verify-first")]
+    copied_objects: CopiedObjectsArg,
 }
 
 impl EngineArgs {
@@ -138,6 +161,7 @@ impl EngineArgs {
             adaptive_rate: !self.no_adaptive_rate,
             read_budget: ByteBudget::new(self.read_budget),
             batch_budget: ByteBudget::new(self.batch_budget),
+            copied_objects: self.copied_objects.into(),
         }
     }
 }

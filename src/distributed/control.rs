@@ -145,12 +145,28 @@ impl ExportProgress {
     }
 }
 
+/// What the planner keeps per export about the messages it sent and the progress it saw.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Dispatch {
+    /// The execution that last enqueued the export's files (`None`: enqueued without one, or not yet).
+    pub enqueued_by: Option<String>,
+    /// When messages were last sent for the export's files (epoch ms; 0: never).
+    pub sent_at_ms: u64,
+    /// Files finished and lines acknowledged in unfinished files when the planner last saw either move.
+    pub seen_finished: u64,
+    pub seen_lines: u64,
+    /// When that was (epoch ms).
+    pub active_at_ms: u64,
+}
+
 /// The header: the plan and the counters.
 #[derive(Debug, Clone)]
 pub struct Header {
     pub plan: RestorePlan,
     pub status: HeaderStatus,
     pub exports: Vec<ExportProgress>,
+    /// Per export, in chain order.
+    pub dispatch: Vec<Dispatch>,
 }
 
 /// One data file's item.
@@ -163,6 +179,8 @@ pub struct FileRecord {
     pub file: DataFile,
     pub status: RecordStatus,
     pub position: FilePosition,
+    /// The ETag of the object `position` was read from.
+    pub object_etag: Option<String>,
     pub compressed_bytes: u64,
     pub md5_verified: bool,
     pub lease_owner: Option<String>,
@@ -183,9 +201,11 @@ pub struct FileRecord {
 
 /// What a lease-conditioned write records: the file's checkpoint and the write statistics of every lease
 /// on the file so far.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct FileProgress {
     pub position: FilePosition,
+    /// The ETag of the object `position` was read from: a file whose object has another one starts again.
+    pub object_etag: Option<String>,
     pub writes: WriteStatsSnapshot,
 }
 
@@ -384,6 +404,10 @@ impl ControlTable {
                     ("key".to_owned(), s(&file.key)),
                     ("expected_items".to_owned(), n(file.item_count)),
                     ("md5".to_owned(), s(&file.md5)),
+                    (
+                        "export_etag".to_owned(),
+                        file.etag.as_ref().map_or(AttributeValue::Null(true), s),
+                    ),
                     ("status".to_owned(), s(RecordStatus::Pending.as_str())),
                     ("offset".to_owned(), n(0)),
                     ("lines".to_owned(), n(0)),
@@ -488,18 +512,119 @@ impl ControlTable {
     }
 
     /// Records that every PENDING file of export `k` has a message on the queue.
-    pub async fn mark_enqueued(&self, restore_id: &str, k: usize) -> Result<()> {
+    pub async fn mark_enqueued(
+        &self,
+        restore_id: &str,
+        k: usize,
+        execution: Option<&str>,
+    ) -> Result<()> {
+        let now = n(epoch_ms(SystemTime::now()));
         self.client
             .update_item()
             .table_name(&self.name)
             .set_key(Some(header_key(restore_id)))
-            .update_expression("SET #e = :t")
+            .update_expression("SET #e = :t, #by = :by, #sent = :now, #active = :now")
             .expression_attribute_names("#e", counter(k, "enqueued"))
+            .expression_attribute_names("#by", counter(k, "enqueued_by"))
+            .expression_attribute_names("#sent", counter(k, "sent_at"))
+            .expression_attribute_names("#active", counter(k, "active_at"))
             .expression_attribute_values(":t", AttributeValue::Bool(true))
+            .expression_attribute_values(":by", execution.map_or(AttributeValue::Null(true), s))
+            .expression_attribute_values(":now", now)
             .send()
             .await
             .map_err(|e| sdk_error(format!("UpdateItem {}", self.name), &e))?;
         Ok(())
+    }
+
+    /// Records that messages were sent again for files of export `k`.
+    pub async fn mark_sent(&self, restore_id: &str, k: usize) -> Result<()> {
+        self.set_header(
+            restore_id,
+            &[(counter(k, "sent_at"), n(epoch_ms(SystemTime::now())))],
+        )
+        .await
+    }
+
+    /// Records the progress the planner saw in export `k`, and that it moved now.
+    pub async fn mark_active(
+        &self,
+        restore_id: &str,
+        k: usize,
+        finished: u64,
+        lines: u64,
+    ) -> Result<()> {
+        self.set_header(
+            restore_id,
+            &[
+                (counter(k, "seen_finished"), n(finished)),
+                (counter(k, "seen_lines"), n(lines)),
+                (counter(k, "active_at"), n(epoch_ms(SystemTime::now()))),
+            ],
+        )
+        .await
+    }
+
+    async fn set_header(
+        &self,
+        restore_id: &str,
+        values: &[(String, AttributeValue)],
+    ) -> Result<()> {
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.name)
+            .set_key(Some(header_key(restore_id)));
+        let mut sets = Vec::new();
+        for (i, (name, value)) in values.iter().enumerate() {
+            sets.push(format!("#a{i} = :v{i}"));
+            req = req
+                .expression_attribute_names(format!("#a{i}"), name)
+                .expression_attribute_values(format!(":v{i}"), value.clone());
+        }
+        req.update_expression(format!("SET {}", sets.join(", ")))
+            .send()
+            .await
+            .map_err(|e| sdk_error(format!("UpdateItem {}", self.name), &e))?;
+        Ok(())
+    }
+
+    /// Makes a FAILED file of export `k` PENDING again (its position kept: an integrity failure already set
+    /// it to 0) and takes it off the header's failed count, in one transaction. False when the file was not
+    /// FAILED (another planner of this restore retried it first).
+    pub async fn retry_failed(&self, restore_id: &str, k: usize, key: &str) -> Result<bool> {
+        let file = Update::builder()
+            .table_name(&self.name)
+            .set_key(Some(file_key(restore_id, k, key)))
+            .update_expression(RETRY)
+            .condition_expression("#status = :failed")
+            .set_expression_attribute_names(Some(names(&[RETRY, "#status"])))
+            .expression_attribute_values(":failed", s(RecordStatus::Failed.as_str()))
+            .expression_attribute_values(":pending", s(RecordStatus::Pending.as_str()))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":at", s(clock::now()))
+            .build()
+            .map_err(|e| Error::Usage(e.to_string()))?;
+        let header = Update::builder()
+            .table_name(&self.name)
+            .set_key(Some(header_key(restore_id)))
+            .update_expression("SET #failed = #failed - :one")
+            .expression_attribute_names("#failed", counter(k, "failed"))
+            .expression_attribute_values(":one", n(1))
+            .build()
+            .map_err(|e| Error::Usage(e.to_string()))?;
+        let out = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(file).build())
+            .transact_items(TransactWriteItem::builder().update(header).build())
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(true),
+            Err(e) if describe(&e).contains("ConditionalCheckFailed") => Ok(false),
+            Err(e) => Err(sdk_error(format!("TransactWriteItems {}", self.name), &e)),
+        }
     }
 
     /// Takes a lease on a PENDING file whose lease is free or expired.
@@ -757,12 +882,16 @@ const ACQUIRE: &str = "SET #lease_owner = :owner, #lease_token = :token, #lease_
 const ACQUIRE_IF: &str = "#status = :pending AND #lease_expires < :now";
 const LEASE_HELD: &str = "#lease_token = :token AND #status = :pending";
 const CHECKPOINT: &str = "SET #offset = :off, #lines = :lines, #puts = :puts, #deletes = :deletes, \
-     #writes = :writes, #lease_expires = :exp, #updated_at = :at";
+     #object_etag = :etag, #writes = :writes, #lease_expires = :exp, #updated_at = :at";
 const RELEASE: &str = "SET #offset = :off, #lines = :lines, #puts = :puts, #deletes = :deletes, \
-     #writes = :writes, #lease_expires = :zero, #stalls = :stalls, #updated_at = :at REMOVE #lease_owner, #lease_token";
+     #object_etag = :etag, #writes = :writes, #lease_expires = :zero, #stalls = :stalls, #updated_at = :at \
+     REMOVE #lease_owner, #lease_token";
 const FINISH: &str = "SET #status = :status, #offset = :off, #lines = :lines, #puts = :puts, \
-     #deletes = :deletes, #writes = :writes, #compressed_bytes = :bytes, #md5_verified = :verified, #lease_expires = :zero, \
+     #deletes = :deletes, #object_etag = :etag, #writes = :writes, #compressed_bytes = :bytes, #md5_verified = :verified, #lease_expires = :zero, \
      #updated_at = :at, #error = :err, #finished_by = :owner REMOVE #lease_owner, #lease_token";
+
+const RETRY: &str = "SET #status = :pending, #stalls = :zero, #lease_expires = :zero, #updated_at = :at \
+     REMOVE #error, #finished_by, #lease_owner, #lease_token";
 
 /// `#name` → `name` for every placeholder in the expressions.
 fn names(expressions: &[&str]) -> HashMap<String, String> {
@@ -814,13 +943,20 @@ fn file_key(restore_id: &str, k: usize, key: &str) -> HashMap<String, AttributeV
     ])
 }
 
-fn progress_values(progress: &FileProgress) -> [(&'static str, AttributeValue); 5] {
+fn progress_values(progress: &FileProgress) -> [(&'static str, AttributeValue); 6] {
     let p = progress.position;
     [
         (":off", n(p.offset)),
         (":lines", n(p.lines)),
         (":puts", n(p.puts)),
         (":deletes", n(p.deletes)),
+        (
+            ":etag",
+            progress
+                .object_etag
+                .as_ref()
+                .map_or(AttributeValue::Null(true), s),
+        ),
         (
             ":writes",
             s(serde_json::to_string(&progress.writes).expect("statistics serialise")),
@@ -957,10 +1093,22 @@ fn parse_header(table: &str, item: &HashMap<String, AttributeValue>) -> Result<H
             })
         })
         .collect::<Result<_>>()?;
+    let dispatch = (0..plan.exports.len())
+        .map(|k| {
+            Ok(Dispatch {
+                enqueued_by: f.opt_str(&counter(k, "enqueued_by")),
+                sent_at_ms: f.num_or_zero(&counter(k, "sent_at"))?,
+                seen_finished: f.num_or_zero(&counter(k, "seen_finished"))?,
+                seen_lines: f.num_or_zero(&counter(k, "seen_lines"))?,
+                active_at_ms: f.num_or_zero(&counter(k, "active_at"))?,
+            })
+        })
+        .collect::<Result<_>>()?;
     Ok(Header {
         plan,
         status,
         exports,
+        dispatch,
     })
 }
 
@@ -987,7 +1135,9 @@ fn parse_file(table: &str, item: &HashMap<String, AttributeValue>) -> Result<Fil
             key: f.str("key")?.to_owned(),
             item_count: f.num("expected_items")?,
             md5: f.str("md5")?.to_owned(),
+            etag: f.opt_str("export_etag"),
         },
+        object_etag: f.opt_str("object_etag"),
         status,
         position: FilePosition {
             offset: f.num("offset")?,
@@ -1031,7 +1181,7 @@ mod tests {
         assert_eq!(n["#lease_token"], "lease_token");
         assert_eq!(n["#status"], "status");
         assert_eq!(n["#writes"], "writes");
-        assert_eq!(n.len(), 11);
+        assert_eq!(n.len(), 12);
         for expr in [ACQUIRE, ACQUIRE_IF, LEASE_HELD, CHECKPOINT, RELEASE, FINISH] {
             let bare = expr
                 .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '#' || c == ':'))

@@ -276,7 +276,9 @@ pub async fn report(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::distributed::control::{ExportPlan, ExportProgress, HeaderStatus, PlanOptions};
+    use crate::distributed::control::{
+        Dispatch, ExportPlan, ExportProgress, HeaderStatus, PlanOptions,
+    };
     use crate::engine::watermark::FilePosition;
     use crate::export::manifest::{DataFile, ExportType, SummaryChecksum};
     use crate::item::key::KeySchema;
@@ -314,6 +316,7 @@ mod tests {
             },
             status: HeaderStatus::Ready,
             exports: vec![ExportProgress::default(); exports],
+            dispatch: vec![Dispatch::default(); exports],
         }
     }
 
@@ -327,7 +330,9 @@ mod tests {
                 key: format!("exports/e{k}/data/{name}.json.gz"),
                 item_count: 5,
                 md5: "x".into(),
+                etag: None,
             },
+            object_etag: None,
             status,
             position: FilePosition {
                 offset: lines * 100,

@@ -306,11 +306,6 @@ impl Worker {
             self.writer.clone(),
             fence_deadline(leased_at, self.options.lease),
         ));
-        // What every lease-conditioned write records: the position and all leases' write statistics.
-        let mark = |position: FilePosition| FileProgress {
-            position,
-            writes: record.writes.plus(&lease_stats.snapshot()),
-        };
         let engine = Engine {
             objects: self.objects.clone(),
             writer: Some(fence.clone()),
@@ -328,11 +323,32 @@ impl Worker {
             bucket: &record.bucket,
             file: &record.file,
         };
-        let start = record.position;
+        // Opened before the loop: one HeadObject, just after the lease was taken.
+        let opened = engine
+            .open(file, record.position, record.object_etag.as_deref())
+            .await;
+        let (start, object_etag) = match &opened {
+            Ok(open) => (open.start(), open.etag().map(str::to_owned)),
+            Err(_) => (record.position, record.object_etag.clone()),
+        };
+        // Before any checkpoint can read it: a position is always saved with the object it belongs to.
+        progress.send_replace(start);
+        // What every lease-conditioned write records: the position, the object it was read from, and all
+        // leases' write statistics.
+        let mark = |position: FilePosition| FileProgress {
+            position,
+            object_etag: object_etag.clone(),
+            writes: record.writes.plus(&lease_stats.snapshot()),
+        };
         let position = progress.subscribe();
         let file_stop = stop.child_token();
         // Boxed so that it can be dropped (abandoning in-flight batches) before this function returns.
-        let mut work = Box::pin(engine.process_file(file, start, &progress, &file_stop));
+        let mut work = Box::pin(async {
+            match &opened {
+                Ok(open) => engine.process_file(file, open, &progress, &file_stop).await,
+                Err(e) => Err(e.clone()),
+            }
+        });
 
         let margin = self.options.deadline_margin;
         let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
@@ -432,6 +448,19 @@ impl Worker {
                     "credentials refused; handing the file back: {e}"
                 );
                 return self.give_back(lease, &end, stalled, e).await;
+            }
+            // Lines below the position may come from bytes that failed the check: the file starts again
+            // from its first line whenever it is restored again (after the object is replaced).
+            Some(Err(e @ Error::FileIntegrity { .. })) => {
+                tracing::error!(file = file_name, "file failed: {e}");
+                let from_start = FileProgress {
+                    position: FilePosition::default(),
+                    object_etag: None,
+                    ..end.clone()
+                };
+                return self
+                    .fail_file(lease, &from_start, &e.to_string(), false)
+                    .await;
             }
             Some(Err(e)) if !e.is_retryable() => {
                 tracing::error!(file = file_name, "file failed: {e}");

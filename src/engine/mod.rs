@@ -24,9 +24,12 @@ pub mod watermark;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{StreamExt, pin_mut};
+use md5::{Digest, Md5};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -34,7 +37,7 @@ use crate::aws::error::is_authorization_code;
 use crate::budget::ByteBudget;
 use crate::error::{DataLocation, Error, Result};
 use crate::export::manifest::{DataFile, ExportType};
-use crate::export::source::{HashingReader, ObjectReader, ranged_parts};
+use crate::export::source::{HashingReader, ObjectInfo, ObjectReader, bare_etag, ranged_parts};
 use crate::item::WriteOp;
 use crate::item::key::KeySchema;
 use crate::item::wire::RawWrite;
@@ -68,6 +71,20 @@ pub const DEFAULT_READ_BUDGET: u64 = 16 * 1024 * 1024;
 /// 1.2 GB when batches were cut at 16 MB and there was no budget).
 pub const DEFAULT_BATCH_BUDGET: u64 = 24 * 1024 * 1024;
 
+/// What to do with a data file whose object no longer has the ETag DynamoDB wrote (an export copied with
+/// `aws s3 cp`, or an object replaced since): its bytes are not known to be the exported ones until their
+/// MD5 is checked (docs/integrity.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CopiedObjects {
+    /// Read the whole object and check its MD5 before the first write: nothing is written from bytes that
+    /// fail it, for one more read of the compressed object.
+    #[default]
+    VerifyFirst,
+    /// Write while reading, and check the MD5 at the end: no extra read, but an object that fails it has
+    /// had its lines written, and keys that the right object never writes again stay wrong.
+    VerifyWhileWriting,
+}
+
 /// Tuning knobs shared by every file of a restore.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -84,6 +101,7 @@ pub struct Settings {
     /// Bytes of batches cut and not yet acknowledged, shared like `read_budget`: a decoder waits for it
     /// before it hands on a batch.
     pub batch_budget: ByteBudget,
+    pub copied_objects: CopiedObjects,
 }
 
 impl Default for Settings {
@@ -97,6 +115,7 @@ impl Default for Settings {
             adaptive_rate: true,
             read_budget: ByteBudget::new(DEFAULT_READ_BUDGET),
             batch_budget: ByteBudget::new(DEFAULT_BATCH_BUDGET),
+            copied_objects: CopiedObjects::default(),
         }
     }
 }
@@ -122,6 +141,37 @@ pub struct FileRef<'a> {
     pub file: &'a DataFile,
 }
 
+/// A data file's object as [`Engine::open`] found it, and where its restore starts.
+#[derive(Debug, Clone)]
+pub struct OpenFile {
+    info: ObjectInfo,
+    start: FilePosition,
+    restarted: bool,
+}
+
+impl OpenFile {
+    /// The object's ETag without quotes: what a checkpoint records with the file's position.
+    pub fn etag(&self) -> Option<&str> {
+        self.info.etag.as_deref().map(bare_etag)
+    }
+
+    /// Where the file starts: the position it was opened at, or zero if it was restarted.
+    pub fn start(&self) -> FilePosition {
+        self.start
+    }
+
+    /// The position it was opened at was recorded for another version of the object (or for an unknown
+    /// one), so the file starts again from its first line.
+    pub fn restarted(&self) -> bool {
+        self.restarted
+    }
+
+    /// The object still has the ETag DynamoDB wrote, so its bytes are the exported ones.
+    fn as_exported(&self, file: &DataFile) -> bool {
+        file.etag.is_some() && file.etag.as_deref() == self.etag()
+    }
+}
+
 /// How a call to [`Engine::process_file`] ended without error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileOutcome {
@@ -133,20 +183,120 @@ pub struct FileOutcome {
 }
 
 impl Engine {
-    /// Restores one data file from `start` (a position previously published for this file, or zero).
+    /// Finds a data file's object and decides where its restore starts: at `position` (published earlier
+    /// for this file, or zero) if `etag` (recorded with it) is the object's ETag, else from the first line,
+    /// since lines below `position` were written from other bytes.
+    pub async fn open(
+        &self,
+        f: FileRef<'_>,
+        position: FilePosition,
+        etag: Option<&str>,
+    ) -> Result<OpenFile> {
+        let info = self.objects.head(f.bucket, &f.file.key).await?.ok_or_else(|| {
+            Error::FileIntegrity {
+                export: f.export_id.to_owned(),
+                file: f.file.key.clone(),
+                message: format!(
+                    "data file s3://{}/{} is listed in manifest-files.json but does not exist: the export \
+                     is incomplete or was copied partially",
+                    f.bucket, f.file.key
+                ),
+            }
+        })?;
+        let mut open = OpenFile {
+            info,
+            start: position,
+            restarted: false,
+        };
+        if position != FilePosition::default() && etag.map(bare_etag) != open.etag() {
+            tracing::warn!(
+                export = f.export_id,
+                file = f.file.key,
+                "the checkpoint's position (byte {}) was recorded for object version {}, but the object is now \
+                 {}: restarting the file from its first line",
+                position.offset,
+                etag.unwrap_or("(not recorded)"),
+                open.etag().unwrap_or("(no ETag)"),
+            );
+            open.start = FilePosition::default();
+            open.restarted = true;
+        }
+        Ok(open)
+    }
+
+    /// Restores one data file from where `open` starts it.
     ///
-    /// The acknowledged position is published on `progress` every time it moves; callers persist it when
-    /// they like. When `stop` is cancelled, reading stops at the next line, batches already sent are
-    /// awaited, and the call returns with `complete == false`. Dropping the future instead abandons
-    /// in-flight batches, which is also safe: they are above the published position.
+    /// The start and then the acknowledged position are published on `progress` every time it moves;
+    /// callers persist it when they like, with the object's ETag. An object that no longer has the ETag
+    /// DynamoDB wrote is read and MD5-checked whole before the first write (unless the settings say
+    /// [`CopiedObjects::VerifyWhileWriting`]). When `stop` is cancelled, reading stops at the next line,
+    /// batches already sent are awaited, and the call returns with `complete == false`. Dropping the
+    /// future instead abandons in-flight batches, which is also safe: they are above the published
+    /// position.
     pub async fn process_file(
         &self,
         f: FileRef<'_>,
-        start: FilePosition,
+        open: &OpenFile,
         progress: &watch::Sender<FilePosition>,
         stop: &CancellationToken,
     ) -> Result<FileOutcome> {
-        self.process(f, start, progress, stop, None).await
+        progress.send_replace(open.start);
+        if self.writer.is_some()
+            && self.settings.copied_objects == CopiedObjects::VerifyFirst
+            && !open.as_exported(f.file)
+        {
+            self.verify_first(f, open, stop).await?;
+        }
+        self.process(f, open, progress, stop, None).await
+    }
+
+    /// Reads the whole object, at the version `open` found, and checks its MD5 against the manifest's.
+    async fn verify_first(
+        &self,
+        f: FileRef<'_>,
+        open: &OpenFile,
+        stop: &CancellationToken,
+    ) -> Result<()> {
+        tracing::info!(
+            export = f.export_id,
+            file = f.file.key,
+            "object ETag {} is not the {} DynamoDB wrote: checking its MD5 before writing",
+            open.etag().unwrap_or("(none)"),
+            f.file.etag.as_deref().unwrap_or("(not in the manifest)"),
+        );
+        let parts = ranged_parts(
+            self.objects.clone(),
+            f.bucket.to_owned(),
+            f.file.key.clone(),
+            open.info.clone(),
+            self.settings.part_size,
+            self.settings.read_ahead,
+            self.settings.read_budget.clone(),
+        );
+        pin_mut!(parts);
+        let mut md5 = Md5::new();
+        while let Some(part) = parts.next().await {
+            if stop.is_cancelled() {
+                return Ok(());
+            }
+            md5.update(&part?.bytes);
+        }
+        let md5 = BASE64.encode(md5.finalize());
+        if md5 != f.file.md5 {
+            return Err(Error::FileIntegrity {
+                export: f.export_id.to_owned(),
+                file: f.file.key.clone(),
+                message: format!(
+                    "MD5 mismatch, found before any write: manifest-files.json says {} but the object has \
+                     {md5} (ETag {}, not the {} DynamoDB wrote); the object changed after the export or \
+                     belongs to another export",
+                    f.file.md5,
+                    open.etag().unwrap_or("(none)"),
+                    f.file.etag.as_deref().unwrap_or("(not in the manifest)"),
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// Reads, decodes and key-checks the first `lines` lines of a file without writing anything: the
@@ -157,15 +307,10 @@ impl Engine {
             ..self.clone()
         };
         let (progress, _) = watch::channel(FilePosition::default());
-        dry.process(
-            f,
-            FilePosition::default(),
-            &progress,
-            &CancellationToken::new(),
-            Some(lines),
-        )
-        .await
-        .map(|_| ())
+        let open = dry.open(f, FilePosition::default(), None).await?;
+        dry.process(f, &open, &progress, &CancellationToken::new(), Some(lines))
+            .await
+            .map(|_| ())
     }
 
     /// [`Engine::check_sample`] that also returns the writes of the first `lines` lines (fewer if the file
@@ -198,10 +343,11 @@ impl Engine {
         let (progress, _) = watch::channel(FilePosition::default());
         // The decoder stops *before* reading line `limit + 1` and drops the request it has not cut yet, which
         // with batches of one is the last line read: read one line more than wanted.
+        let open = sampler.open(f, FilePosition::default(), None).await?;
         sampler
             .process(
                 f,
-                FilePosition::default(),
+                &open,
                 &progress,
                 &CancellationToken::new(),
                 Some(lines.saturating_add(1)),
@@ -218,24 +364,12 @@ impl Engine {
     async fn process(
         &self,
         f: FileRef<'_>,
-        start: FilePosition,
+        open: &OpenFile,
         progress: &watch::Sender<FilePosition>,
         stop: &CancellationToken,
         line_limit: Option<u64>,
     ) -> Result<FileOutcome> {
-        let integrity = |message: String| Error::FileIntegrity {
-            export: f.export_id.to_owned(),
-            file: f.file.key.clone(),
-            message,
-        };
-        let info = self.objects.head(f.bucket, &f.file.key).await?.ok_or_else(|| {
-            integrity(format!(
-                "data file s3://{}/{} is listed in manifest-files.json but does not exist: the export is \
-                 incomplete or was copied partially",
-                f.bucket, f.file.key
-            ))
-        })?;
-
+        let (info, start) = (open.info.clone(), open.start);
         let info_size = info.size;
         let (chunk_tx, chunk_rx) = mpsc::channel(1);
         let parts = ranged_parts(
@@ -333,6 +467,22 @@ impl Engine {
         }
         let complete = match decoded {
             Ok(end) => matches!(end, DecodeEnd::Finished) && drained,
+            Err(Error::FileIntegrity {
+                export,
+                file,
+                message,
+            }) if watermark.position().lines > start.lines => {
+                let written = watermark.position().lines - start.lines;
+                return Err(Error::FileIntegrity {
+                    export,
+                    file,
+                    message: format!(
+                        "{message}; {written} lines of this object were written before the check failed: \
+                         restoring the right object rewrites every key it holds, but keys only the wrong \
+                         one held stay in the table (docs/integrity.md)"
+                    ),
+                });
+            }
             Err(e) if drained || !stop.is_cancelled() => return Err(e),
             Err(_) => false,
         };
@@ -626,6 +776,7 @@ mod tests {
                     cap: Duration::from_millis(2),
                 },
                 adaptive_rate: false,
+                copied_objects: CopiedObjects::VerifyFirst,
                 // Less than the file: parts wait for earlier ones to be read.
                 read_budget: ByteBudget::new(300),
                 batch_budget: ByteBudget::new(DEFAULT_BATCH_BUDGET),
@@ -652,7 +803,14 @@ mod tests {
         stop: &CancellationToken,
     ) -> (Result<FileOutcome>, FilePosition) {
         let (tx, rx) = watch::channel(start);
-        let result = engine.process_file(file_ref(file), start, &tx, stop).await;
+        // Resumed positions were recorded for the object as it is (which has the manifest's ETag).
+        let result = match engine
+            .open(file_ref(file), start, file.etag.as_deref())
+            .await
+        {
+            Ok(open) => engine.process_file(file_ref(file), &open, &tx, stop).await,
+            Err(e) => Err(e),
+        };
         let published = *rx.borrow();
         (result, published)
     }
@@ -867,6 +1025,103 @@ mod tests {
         );
         let written = written_lines(&table);
         assert!((1..=claimed.lines as usize).all(|l| written.binary_search(&l).is_ok()));
+    }
+
+    /// The manifest's file as it would be for another object: same ETag DynamoDB wrote, another MD5, so
+    /// the object served (with that ETag) fails the check at its end.
+    fn with_md5_of_another_object(mut file: DataFile) -> DataFile {
+        file.md5 = ddb_pitr_synth::md5_base64(b"another object");
+        file
+    }
+
+    /// An object that no longer has the ETag DynamoDB wrote is MD5-checked before the first write: a wrong
+    /// one is refused with nothing written; a right one is written whole.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_copied_object_is_verified_before_its_first_write() {
+        let table = Arc::new(recorder(usize::MAX, None, None));
+        let (engine, file) = setup(table.clone());
+        let copied = DataFile {
+            etag: Some("an-etag-of-another-upload-1".into()),
+            ..with_md5_of_another_object(file.clone())
+        };
+        let start = FilePosition::default();
+        let (result, claimed) = run(&engine, &copied, start, &CancellationToken::new()).await;
+        let err = result.unwrap_err();
+        assert!(
+            matches!(&err, Error::FileIntegrity { message, .. } if message.contains("found before any write")),
+            "{err}"
+        );
+        assert_eq!(table.calls(), 0, "nothing written from the wrong object");
+        assert_eq!(claimed, start);
+
+        let copied = DataFile { etag: None, ..file };
+        let (result, _) = run(&engine, &copied, start, &CancellationToken::new()).await;
+        assert!(result.unwrap().complete);
+        assert_eq!(written_lines(&table), (1..=LINES).collect::<Vec<_>>());
+    }
+
+    /// An object with the ETag DynamoDB wrote is not read twice; nor is a copied one with
+    /// `VerifyWhileWriting`, whose failure then says how many of its lines were written.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn without_a_first_pass_a_failed_check_says_what_was_written() {
+        for (copied, mode) in [
+            (false, CopiedObjects::VerifyFirst),
+            (true, CopiedObjects::VerifyWhileWriting),
+        ] {
+            let table = Arc::new(recorder(usize::MAX, None, None));
+            let (mut engine, file) = setup(table.clone());
+            engine.settings.copied_objects = mode;
+            let mut file = with_md5_of_another_object(file);
+            if copied {
+                file.etag = None;
+            }
+            let (result, claimed) = run(
+                &engine,
+                &file,
+                FilePosition::default(),
+                &CancellationToken::new(),
+            )
+            .await;
+            let err = result.unwrap_err().to_string();
+            assert!(err.contains("MD5 mismatch: "), "{err}");
+            // Every batch of five but the last (which waits for the check) was written.
+            assert_eq!(claimed.lines as usize, LINES - 5);
+            assert!(
+                err.contains(&format!(
+                    "{} lines of this object were written",
+                    claimed.lines
+                )),
+                "{err}"
+            );
+        }
+    }
+
+    /// A position recorded for another version of the object (or for an unknown one) is not trusted.
+    #[tokio::test]
+    async fn a_position_recorded_for_another_object_restarts_the_file() {
+        let (engine, file) = setup(Arc::new(recorder(usize::MAX, None, None)));
+        let at = FilePosition {
+            offset: offset_of(11),
+            lines: 10,
+            puts: 10,
+            deletes: 0,
+        };
+        let f = file_ref(&file);
+        let same = engine.open(f, at, file.etag.as_deref()).await.unwrap();
+        assert_eq!((same.start(), same.restarted()), (at, false));
+        let quoted = format!("\"{}\"", file.etag.as_deref().unwrap());
+        let same = engine.open(f, at, Some(&quoted)).await.unwrap();
+        assert_eq!((same.start(), same.restarted()), (at, false));
+        for other in [Some("another-1"), None] {
+            let open = engine.open(f, at, other).await.unwrap();
+            assert_eq!(
+                (open.start(), open.restarted()),
+                (FilePosition::default(), true)
+            );
+            assert_eq!(open.etag(), file.etag.as_deref());
+        }
+        let fresh = engine.open(f, FilePosition::default(), None).await.unwrap();
+        assert!(!fresh.restarted());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

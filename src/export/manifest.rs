@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::export::location::ExportUri;
-use crate::export::source::ObjectReader;
+use crate::export::source::{ObjectReader, bare_etag};
 
 /// The fields of `manifest-summary.json` the restore uses. Unknown fields are ignored.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -75,6 +75,9 @@ pub enum SummaryChecksum {
 struct ManifestLine {
     item_count: u64,
     md5_checksum: String,
+    /// The S3 ETag of the object as DynamoDB wrote it (absent from some older exports).
+    #[serde(default)]
+    etag: Option<String>,
     data_file_s3_key: String,
 }
 
@@ -85,6 +88,9 @@ pub struct DataFile {
     pub item_count: u64,
     /// Base64 MD5 of the gzip object, as DynamoDB wrote it.
     pub md5: String,
+    /// The object's S3 ETag as DynamoDB wrote it, without quotes: an object that still has it holds the
+    /// exported bytes (a copy gets another one).
+    pub etag: Option<String>,
 }
 
 /// A loaded and verified export.
@@ -294,6 +300,7 @@ fn parse_files(uri: &ExportUri, bytes: &[u8]) -> std::result::Result<Vec<DataFil
             key,
             item_count: entry.item_count,
             md5: entry.md5_checksum,
+            etag: entry.etag.map(|e| bare_etag(&e).to_owned()),
         });
     }
     Ok(files)

@@ -27,7 +27,14 @@ const BODY_ATTEMPTS: u32 = 3;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectInfo {
     pub size: u64,
+    /// As S3 returns it (quoted); see [`bare_etag`].
     pub etag: Option<String>,
+}
+
+/// An ETag without the quotes S3 puts around it, so that ETags from S3's headers, from manifests and
+/// from checkpoints compare equal.
+pub fn bare_etag(etag: &str) -> &str {
+    etag.trim_matches('"')
 }
 
 /// The read seam over S3. Production code uses [`S3Reader`].

@@ -28,6 +28,10 @@ pub struct FileState {
     #[serde(flatten)]
     pub position: FilePosition,
     pub done: bool,
+    /// The ETag of the object `position` was read from: a resume restarts a file whose object has another
+    /// one (or, for checkpoints written before it was recorded, none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

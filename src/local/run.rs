@@ -30,6 +30,12 @@ use super::RestoreOptions;
 use super::checkpoint::{Checkpoint, CheckpointStore, FileState};
 use super::progress::Progress;
 
+/// A file being processed: the position the engine publishes, and the ETag of the object it reads.
+pub(super) struct Active {
+    position: watch::Receiver<FilePosition>,
+    etag: Option<String>,
+}
+
 /// The state of a restore after pre-flight; it outlives the work so that the checkpoint and the report
 /// can be written whatever way the work ended.
 pub(super) struct Run<'a> {
@@ -39,11 +45,11 @@ pub(super) struct Run<'a> {
     pub(super) gaps: Vec<Discontinuity>,
     pub(super) store: Option<CheckpointStore>,
     pub(super) checkpoint: Mutex<Checkpoint>,
-    /// Positions of files being processed, published by the engine.
-    pub(super) active: Mutex<HashMap<(usize, String), watch::Receiver<FilePosition>>>,
+    /// Positions of files being processed, published by the engine, with the ETag of the object read.
+    pub(super) active: Mutex<HashMap<(usize, String), Active>>,
     pub(super) files: Mutex<Vec<Vec<FileReport>>>,
     /// Where each file of this run started, to count this run's items.
-    pub(super) initial: Checkpoint,
+    pub(super) initial: Mutex<Checkpoint>,
     pub(super) last_saved: Mutex<Option<Checkpoint>>,
     pub(super) saving: tokio::sync::Mutex<()>,
     pub(super) errors: Mutex<Vec<Error>>,
@@ -97,7 +103,7 @@ impl<'a> Run<'a> {
             engine,
             gaps,
             store,
-            initial: checkpoint.clone(),
+            initial: Mutex::new(checkpoint.clone()),
             last_saved: Mutex::new(Some(checkpoint.clone())),
             saving: tokio::sync::Mutex::new(()),
             checkpoint: Mutex::new(checkpoint),
@@ -202,24 +208,47 @@ impl<'a> Run<'a> {
         if state.as_ref().is_some_and(|s| s.done) {
             return;
         }
-        let start = state.map(|s| s.position).unwrap_or_default();
-        let (tx, rx) = watch::channel(start);
+        let (start, etag) = state.map_or((FilePosition::default(), None), |s| (s.position, s.etag));
+        let f = file_ref(&self.exports[i], file);
         let id = (i, file.key.clone());
-        self.active.lock().expect("active").insert(id.clone(), rx);
-        let result = self
-            .engine
-            .process_file(file_ref(&self.exports[i], file), start, &tx, &self.stop)
-            .await;
-        let position = *tx.borrow();
+        let (result, position) = match self.engine.open(f, start, etag.as_deref()).await {
+            Ok(open) => {
+                if open.restarted() {
+                    self.forget(i, j, &file.key);
+                }
+                // The channel starts at the position the file starts from, so that a checkpoint taken at
+                // any moment pairs a position with the object it belongs to.
+                let (tx, rx) = watch::channel(open.start());
+                let etag = open.etag().map(str::to_owned);
+                self.active
+                    .lock()
+                    .expect("active")
+                    .insert(id.clone(), Active { position: rx, etag });
+                let result = self.engine.process_file(f, &open, &tx, &self.stop).await;
+                (result, *tx.borrow())
+            }
+            Err(e) => (Err(e), start),
+        };
         let done = matches!(result, Ok(o) if o.complete);
         {
             let mut cp = self.checkpoint.lock().expect("checkpoint");
-            if done || position != FilePosition::default() {
-                cp.exports[i]
-                    .files
-                    .insert(file.key.clone(), FileState { position, done });
+            let active = self.active.lock().expect("active").remove(&id);
+            let files = &mut cp.exports[i].files;
+            if matches!(result, Err(Error::FileIntegrity { .. })) {
+                // Lines below the position may come from bytes that failed the check: the file starts
+                // again from its first line on resume (after the object is replaced).
+                files.remove(&file.key);
+            } else if done || position != FilePosition::default() {
+                let etag = active.and_then(|a| a.etag);
+                files.insert(
+                    file.key.clone(),
+                    FileState {
+                        position,
+                        done,
+                        etag,
+                    },
+                );
             }
-            self.active.lock().expect("active").remove(&id);
         }
         let mut files = self.files.lock().expect("files");
         let report = &mut files[i][j];
@@ -243,17 +272,30 @@ impl<'a> Run<'a> {
         }
     }
 
+    /// A file restarts from its first line: its position in the checkpoint (and in what this run counts
+    /// from) no longer holds.
+    fn forget(&self, i: usize, j: usize, key: &str) {
+        self.checkpoint.lock().expect("checkpoint").exports[i]
+            .files
+            .remove(key);
+        self.initial.lock().expect("initial").exports[i]
+            .files
+            .remove(key);
+        self.files.lock().expect("files")[i][j].resumed_from_offset = 0;
+    }
+
     /// The current checkpoint: finished files plus the latest position of every file in progress.
     pub(super) fn snapshot(&self) -> Checkpoint {
         let mut cp = self.checkpoint.lock().expect("checkpoint").clone();
-        for ((i, key), rx) in self.active.lock().expect("active").iter() {
-            let position = *rx.borrow();
+        for ((i, key), active) in self.active.lock().expect("active").iter() {
+            let position = *active.position.borrow();
             if position != FilePosition::default() {
                 cp.exports[*i].files.insert(
                     key.clone(),
                     FileState {
                         position,
                         done: false,
+                        etag: active.etag.clone(),
                     },
                 );
             }
@@ -272,11 +314,11 @@ impl<'a> Run<'a> {
                 state.files.values().map(|f| f.position.lines).sum()
             };
         }
-        for ((i, key), rx) in self.active.lock().expect("active").iter() {
+        for ((i, key), active) in self.active.lock().expect("active").iter() {
             let state = &cp.exports[*i];
             if !state.done {
                 let before = state.files.get(key).map_or(0, |f| f.position.lines);
-                total += rx.borrow().lines.saturating_sub(before);
+                total += active.position.borrow().lines.saturating_sub(before);
             }
         }
         total
@@ -329,6 +371,7 @@ pub(super) fn build_report(
     if let Some(run) = run {
         gaps = run.gaps.clone();
         let snapshot = run.snapshot();
+        let initial = run.initial.lock().expect("initial").clone();
         let mut files = run.files.lock().expect("files").clone();
         for (i, export) in run.exports.iter().enumerate() {
             let state = &snapshot.exports[i];
@@ -341,7 +384,7 @@ pub(super) fn build_report(
                     report.items_deleted = f.position.deletes;
                     report.decompressed_bytes = f.position.offset;
                 }
-                let before = run.initial.exports[i]
+                let before = initial.exports[i]
                     .files
                     .get(&report.key)
                     .map(|f| f.position.lines)

@@ -10,13 +10,14 @@ use crate::error::Result;
 use crate::export::manifest::DataFile;
 use crate::export::source::{ObjectInfo, ObjectReader};
 
-/// Objects by key, in any bucket.
+/// Objects by key, in any bucket. Each has the ETag DynamoDB's upload would give it
+/// ([`ddb_pitr_synth::one_part_etag`]), quoted as S3 returns it.
 #[derive(Default)]
 pub struct MemoryObjects(pub HashMap<String, Bytes>);
 
 impl MemoryObjects {
     /// Adds a gzip data file of `lines` (each followed by a newline) at `key`, and returns its manifest
-    /// entry: item count and MD5 as DynamoDB would list them.
+    /// entry: item count, MD5 and ETag as DynamoDB would list them.
     pub fn add_lines(&mut self, key: &str, lines: &[String]) -> DataFile {
         let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
         let gz = ddb_pitr_synth::gzip(text.as_bytes());
@@ -24,6 +25,7 @@ impl MemoryObjects {
             key: key.to_owned(),
             item_count: lines.len() as u64,
             md5: ddb_pitr_synth::md5_base64(&gz),
+            etag: Some(ddb_pitr_synth::one_part_etag(&gz)),
         };
         self.0.insert(file.key.clone(), Bytes::from(gz));
         file
@@ -39,7 +41,7 @@ impl ObjectReader for MemoryObjects {
         Box::pin(async move {
             Ok(self.0.get(key).map(|b| ObjectInfo {
                 size: b.len() as u64,
-                etag: None,
+                etag: Some(format!("\"{}\"", ddb_pitr_synth::one_part_etag(b))),
             }))
         })
     }

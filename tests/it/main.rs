@@ -10,6 +10,7 @@ mod capacity;
 mod cli;
 mod cloud;
 mod distributed;
+mod integrity;
 mod interruption;
 mod lambda_watch;
 mod policy;

@@ -43,8 +43,9 @@ impl TestBucket {
     }
 
     /// Uploads every file under `local_root`, recursively, keyed by its path relative to
-    /// `local_root` (with `/` separators), under `key_prefix` when that is not empty.
-    /// Returns the keys, sorted.
+    /// `local_root` (with `/` separators), under `key_prefix` when that is not empty. Data files
+    /// (`.json.gz`) are uploaded as DynamoDB uploads them ([`TestBucket::put_as_dynamodb`]), so they
+    /// have the ETags their manifests list. Returns the keys, sorted.
     pub async fn upload_dir(&self, local_root: &Path, key_prefix: &str) -> Vec<String> {
         let mut files = Vec::new();
         collect_files(local_root, &mut files);
@@ -64,18 +65,14 @@ impl TestBucket {
                 format!("{prefix}/{rel}")
             };
             async move {
-                let body = ByteStream::from_path(&path)
-                    .await
+                let bytes = std::fs::read(&path)
                     .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-                self.client
-                    .put_object()
-                    .bucket(&self.name)
-                    .key(&key)
-                    .body(body)
-                    .send()
-                    .await
-                    .map(|_| key.clone())
-                    .map_err(|e| format!("PutObject s3://{}/{key}: {e:?}", self.name))
+                if key.ends_with(".json.gz") {
+                    self.put_as_dynamodb(&key, bytes).await;
+                } else {
+                    self.put(&key, bytes).await;
+                }
+                Ok::<_, String>(key)
             }
         });
         let mut keys: Vec<String> = futures::stream::iter(uploads)
@@ -85,6 +82,63 @@ impl TestBucket {
             .unwrap_or_else(|e| panic!("{e}"));
         keys.sort();
         keys
+    }
+
+    /// Uploads `bytes` as one part of a multipart upload, as DynamoDB uploads export data files: S3 (and
+    /// moto) give the object the ETag `hex(MD5(MD5(bytes)))-1`, which manifest-files.json lists. A plain
+    /// [`TestBucket::put`] gives another ETag, as a copy does.
+    pub async fn put_as_dynamodb(&self, key: &str, bytes: Vec<u8>) {
+        let fail = |op: &str, e: String| -> ! { panic!("{op} s3://{}/{key}: {e}", self.name) };
+        let upload = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.name)
+            .key(key)
+            .send()
+            .await
+            .unwrap_or_else(|e| fail("CreateMultipartUpload", format!("{e:?}")));
+        let id = upload.upload_id().expect("upload id");
+        let part = self
+            .client
+            .upload_part()
+            .bucket(&self.name)
+            .key(key)
+            .upload_id(id)
+            .part_number(1)
+            .body(ByteStream::from(bytes))
+            .send()
+            .await
+            .unwrap_or_else(|e| fail("UploadPart", format!("{e:?}")));
+        let parts = aws_sdk_s3::types::CompletedMultipartUpload::builder()
+            .parts(
+                aws_sdk_s3::types::CompletedPart::builder()
+                    .part_number(1)
+                    .set_e_tag(part.e_tag().map(str::to_owned))
+                    .build(),
+            )
+            .build();
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.name)
+            .key(key)
+            .upload_id(id)
+            .multipart_upload(parts)
+            .send()
+            .await
+            .unwrap_or_else(|e| fail("CompleteMultipartUpload", format!("{e:?}")));
+    }
+
+    /// The object's ETag, without quotes.
+    pub async fn etag(&self, key: &str) -> String {
+        let head = self
+            .client
+            .head_object()
+            .bucket(&self.name)
+            .key(key)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("HeadObject s3://{}/{key}: {e:?}", self.name));
+        head.e_tag().expect("an ETag").trim_matches('"').to_owned()
     }
 
     pub async fn put(&self, key: &str, bytes: impl Into<Vec<u8>>) {
@@ -280,6 +334,20 @@ impl TestTable {
         };
         table.wait_active().await;
         table
+    }
+
+    /// Deletes the items with these string `pk`/`sk` keys.
+    pub async fn delete_keys(&self, keys: &[(&str, &str)]) {
+        for (pk, sk) in keys {
+            self.client
+                .delete_item()
+                .table_name(&self.name)
+                .key("pk", AttributeValue::S((*pk).to_owned()))
+                .key("sk", AttributeValue::S((*sk).to_owned()))
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("DeleteItem {}: {e:?}", self.name));
+        }
     }
 
     async fn wait_active(&self) {
