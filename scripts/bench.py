@@ -167,6 +167,36 @@ def large_items(args, work, dataset):
     return out
 
 
+def copies(args):
+    """Exports whose objects lack DynamoDB's ETags (the endpoint's ETags never match a manifest's, like a copy's):
+    the MD5 pre-pass before the first write (the default) against checking while writing (which costs what an
+    object with DynamoDB's ETag costs), for ~600 B items in 8 files, 200 B items in one file, and items near
+    400 KB.
+    Interleaved runs, so that drift on the machine falls on both alike."""
+    scale = 0.02 if args.quick else args.scale
+    n = lambda x: max(1000, int(x * scale))
+    shapes = (
+        ("8 files of ~600 B items", generate(args.work, "multi", n(1_000_000), 8, 11)),
+        ("one file of 200 B items", generate(args.work, "copies200", n(2_000_000), 1, 15, item_size="fixed:200")),
+        ("8 files of ~380 KB items", generate(args.work, "large", max(16, int(2_000 * scale)), 8, 14,
+                                              item_size="fixed:380000")),
+    )
+    modes = (("verify-first", ()), ("verify-while-writing", ("--copied-objects", "verify-while-writing")))
+    out = []
+    for label, ds in shapes:
+        ds["decompressed"] = decompressed_size(ds["data"])
+        runs = {mode: [] for mode, _ in modes}
+        one = argparse.Namespace(**{**vars(args), "runs": 1})
+        for _ in range(args.runs):
+            for mode, extra in modes:
+                runs[mode].append(end_to_end(one, args.work, ds, f"{label}, {mode}", extra))
+        row = {"label": label, "items": ds["items"], "compressed": ds["compressed"]}
+        for mode, _ in modes:
+            row[mode] = {k: median([r[k] for r in runs[mode]]) for k in ("wall", "cpu", "first_write_s", "rss_mb")}
+        out.append(row)
+    return out
+
+
 def capped(args, work, dataset, wcu, adaptive=True):
     runs = []
     extra = [] if adaptive else ["--no-adaptive-rate"]
@@ -269,7 +299,7 @@ def main():
     ap.add_argument("--scale", type=float, default=1.0, help="multiply every dataset's item count")
     ap.add_argument("--work", type=Path, default=ROOT / "target" / "bench")
     ap.add_argument("--out", type=Path, default=ROOT / "target" / "bench" / "results.json")
-    ap.add_argument("--only", default="", help="comma-separated: e2e,big,large,capped,resume")
+    ap.add_argument("--only", default="", help="comma-separated: e2e,big,large,capped,resume,copies")
     args = ap.parse_args()
     if args.quick:
         args.runs = 1
@@ -304,6 +334,8 @@ def main():
         ds["decompressed"] = decompressed_size(ds["data"])
         results["large"] = {"dataset": {k: v for k, v in ds.items() if k != "data"},
                             **large_items(args, args.work, ds)}
+    if want("copies"):
+        results["copies"] = copies(args)
     if want("capped"):
         results["capped"] = []
         for wcu, items in ((5000, n(300_000)), (20000, n(1_200_000))):
@@ -349,6 +381,12 @@ def summary(r):
         lines.append(
             f"Capped {c['wcu']} WCU/s {'adaptive' if c['adaptive'] else 'fixed   '}: {c['fraction']:.3f} of cap, "
             f"{c['calls_per_25']:.3f} calls per 25 items, p99 batch wait {c['p99_wait_ms']:.0f} ms")
+    for c in r.get("copies", []):
+        a, b = c["verify-first"], c["verify-while-writing"]
+        lines.append(
+            f"Copied objects, {c['label']} ({c['compressed'] / 1e6:.0f} MB gz): verify-first {a['wall']:.2f} s wall, "
+            f"{a['cpu']:.2f} s CPU, first write {a['first_write_s']:.3f} s; verify-while-writing {b['wall']:.2f} s "
+            f"wall, {b['cpu']:.2f} s CPU, first write {b['first_write_s']:.3f} s")
     for x in r.get("resume", []):
         lines.append(
             f"Resume from {x['resumed_from_offset'] / 1e6:.0f} MB ({x['fraction']:.0%}): first write after "

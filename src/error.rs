@@ -53,6 +53,10 @@ pub enum Error {
         message: String,
     },
 
+    /// A distributed restore made no progress for its idle timeout.
+    #[error("{0}")]
+    Stalled(String),
+
     /// The exports given do not form one contiguous chain for one table.
     #[error("export chain: {0}")]
     Chain(String),
@@ -123,7 +127,9 @@ impl Error {
 
     /// Stable error name for orchestration (`Retry`/`Catch` in Step Functions).
     pub fn error_type(&self) -> &'static str {
-        if self.is_retryable() {
+        if matches!(self, Error::Stalled(_)) {
+            "Stalled"
+        } else if self.is_retryable() {
             "Retryable"
         } else {
             "Fatal"

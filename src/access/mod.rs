@@ -330,7 +330,9 @@ pub fn permissions(role: Role, scope: &Scope) -> Vec<Permission> {
                 &control,
                 None,
             );
-            p.add(&["sqs:SendMessage"], &queue, None);
+            // GetQueueAttributes: `progress` re-sends files whose messages are gone only when the queue is
+            // empty.
+            p.add(&["sqs:SendMessage", "sqs:GetQueueAttributes"], &queue, None);
         }
         Role::Worker => {
             p.add(&["dynamodb:BatchWriteItem"], &table, None);

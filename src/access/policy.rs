@@ -190,6 +190,7 @@ pub fn actions_for(service: &str, operation: &str) -> Option<&'static [&'static 
         }
         ("sfn" | "states", "StartExecution") => &["states:StartExecution"],
         ("sfn" | "states", "DescribeExecution") => &["states:DescribeExecution"],
+        ("sfn" | "states", "ListExecutions") => &["states:ListExecutions"],
         ("sfn" | "states", "GetExecutionHistory") => &["states:GetExecutionHistory"],
         // "No permissions are required to perform this operation" (STS API reference).
         ("sts", "GetCallerIdentity") => &[],

@@ -425,6 +425,12 @@ const OUTSIDE_ROLES: &[(&str, &str, &str, &str)] = &[
         "`ddb-pitr cloud status` runs as the operator",
     ),
     (
+        "SFN",
+        "ListExecutions",
+        "src/distributed/cloud.rs",
+        "`ddb-pitr cloud start --restore-id` (the operator) refuses to continue a restore still running",
+    ),
+    (
         "IAM",
         "SimulatePrincipalPolicy",
         "src/validate/permissions.rs",

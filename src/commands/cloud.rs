@@ -37,7 +37,9 @@ pub struct CloudStartArgs {
     /// An export URI; repeat for a FULL export followed by INCREMENTAL exports, in order.
     #[arg(long = "export", value_name = "S3_URI", required = true)]
     exports: Vec<String>,
-    /// Restore id (default: a new time-ordered id). Starting again with the same id continues that restore.
+    /// Restore id (default: a new time-ordered id). Starting again with the id of a restore that ended
+    /// (failed, stalled or stopped), with the same table and exports, continues it under a new execution:
+    /// unfinished files are sent again and FAILED ones retried.
     #[arg(long)]
     restore_id: Option<String>,
     /// Requests per BatchWriteItem call.

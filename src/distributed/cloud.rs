@@ -56,24 +56,57 @@ impl Status {
 
 /// Starts an execution for `plan`. The restore id is chosen here (when absent) so that the execution can
 /// be followed in the control table, and names the execution when it is a valid execution name.
+///
+/// Given the id of a restore that already ran, it continues that restore: Step Functions keeps execution
+/// names for 90 days, so the new execution is named `<restore id>-2` (`-3`, …), and its planner re-sends
+/// every unfinished file and retries the FAILED ones. It is refused while an execution of that restore
+/// still runs.
 pub async fn start(
     sfn: &aws_sdk_sfn::Client,
     state_machine_arn: &str,
     mut plan: PlanRequest,
 ) -> Result<Started> {
+    let given = plan.restore_id.is_some();
     let restore_id = plan.restore_id.get_or_insert_with(new_restore_id).clone();
     let input = serde_json::to_string(&plan).expect("plan request serialises");
-    let mut req = sfn
-        .start_execution()
-        .state_machine_arn(state_machine_arn)
-        .input(input);
-    if restore_id.len() <= 80 && !restore_id.contains('.') {
-        req = req.name(&restore_id);
+    // Room for a `-NNN` suffix within Step Functions' 80 characters.
+    let nameable = restore_id.len() <= 76 && !restore_id.contains('.');
+    if given {
+        refuse_if_running(sfn, state_machine_arn, &restore_id).await?;
     }
-    let out = req
-        .send()
-        .await
-        .map_err(|e| sdk_error(format!("StartExecution {state_machine_arn}"), &e))?;
+    let mut attempt = 1;
+    let out = loop {
+        let mut req = sfn
+            .start_execution()
+            .state_machine_arn(state_machine_arn)
+            .input(&input);
+        if nameable {
+            req = req.name(if attempt == 1 {
+                restore_id.clone()
+            } else {
+                format!("{restore_id}-{attempt}")
+            });
+        }
+        match req.send().await {
+            Ok(out) => break out,
+            Err(e)
+                if nameable
+                    && attempt < MAX_CONTINUATIONS
+                    && e.as_service_error()
+                        .is_some_and(|se| se.is_execution_already_exists()) =>
+            {
+                attempt += 1;
+            }
+            Err(e) => return Err(sdk_error(format!("StartExecution {state_machine_arn}"), &e)),
+        }
+    };
+    if attempt > 1 {
+        tracing::info!(
+            restore_id,
+            execution = out.execution_arn(),
+            "restore continued by a new execution"
+        );
+    }
     Ok(Started {
         execution_arn: out.execution_arn().to_owned(),
         restore_id,
@@ -83,6 +116,62 @@ pub async fn start(
         )
         .to_string(),
     })
+}
+
+/// Executions of one restore a state machine may have (each continuation is one).
+const MAX_CONTINUATIONS: u32 = 1000;
+
+/// Refuses to start a second execution of a restore while one runs: two would enqueue its files twice and
+/// race to report it.
+async fn refuse_if_running(
+    sfn: &aws_sdk_sfn::Client,
+    state_machine_arn: &str,
+    restore_id: &str,
+) -> Result<()> {
+    let mut pages = sfn
+        .list_executions()
+        .state_machine_arn(state_machine_arn)
+        .status_filter(aws_sdk_sfn::types::ExecutionStatus::Running)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page =
+            page.map_err(|e| sdk_error(format!("ListExecutions {state_machine_arn}"), &e))?;
+        for execution in page.executions() {
+            let name = execution.name();
+            let continuation = name
+                .strip_prefix(restore_id)
+                .and_then(|rest| rest.strip_prefix('-'))
+                .is_some_and(|n| n.parse::<u32>().is_ok());
+            if name != restore_id && !continuation {
+                continue;
+            }
+            let out = sfn
+                .describe_execution()
+                .execution_arn(execution.execution_arn())
+                .send()
+                .await
+                .map_err(|e| {
+                    sdk_error(
+                        format!("DescribeExecution {}", execution.execution_arn()),
+                        &e,
+                    )
+                })?;
+            let input: serde_json::Value = out
+                .input()
+                .and_then(|i| serde_json::from_str(i).ok())
+                .unwrap_or_default();
+            if input["restore_id"] == restore_id {
+                return Err(Error::Usage(format!(
+                    "restore {restore_id} is still running as execution {}; follow it with `ddb-pitr cloud \
+                     status {} --wait`, or stop it (aws stepfunctions stop-execution) before continuing it",
+                    execution.execution_arn(),
+                    execution.execution_arn()
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The status of an execution started by [`start`] (or by anyone, with a `restore_id` in its input).

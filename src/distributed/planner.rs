@@ -4,13 +4,13 @@
 //! and a Step Functions state machine can drive it directly.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use crate::aws::Clients;
-use crate::clock::now;
+use crate::clock::{epoch_ms, now};
 use crate::engine::Settings;
 use crate::error::{Error, Result};
 use crate::export::chain::Expectations;
@@ -21,9 +21,9 @@ use crate::preflight::prepare;
 use crate::write::BatchSize;
 
 use super::control::{
-    ControlTable, Created, ExportPlan, HeaderStatus, PlanOptions, RecordStatus, RestorePlan,
+    ControlTable, Created, ExportPlan, Header, HeaderStatus, PlanOptions, RecordStatus, RestorePlan,
 };
-use super::queue::{FileMessage, send_message_batch};
+use super::queue::{FileMessage, messages_held, send_message_batch};
 
 /// Default lifetime of control items after a restore is planned.
 pub const DEFAULT_TTL_DAYS: u32 = 30;
@@ -41,6 +41,11 @@ pub enum PlannerRequest {
     PlanExport {
         restore_id: String,
         export_index: usize,
+        /// The Step Functions execution asking (`$$.Execution.Name`). An export enqueued by another
+        /// execution is enqueued again: a restore continued by a new execution re-sends its unfinished
+        /// files and retries its FAILED ones.
+        #[serde(default)]
+        execution: Option<String>,
     },
     /// Counters of the restore and of one export (the latest enqueued one if `export_index` is absent).
     Progress {
@@ -101,9 +106,11 @@ pub struct EnqueueSummary {
     pub export_index: usize,
     pub export_id: String,
     pub files: u64,
-    /// Messages sent by this request (0 when the export was already enqueued).
+    /// Messages sent by this request (0 when the export was already enqueued by this execution).
     pub messages_sent: u64,
     pub already_enqueued: bool,
+    /// FAILED files made PENDING again because another execution continues the restore.
+    pub files_retried: u64,
 }
 
 /// Answer to `progress`.
@@ -124,6 +131,8 @@ pub struct ProgressSummary {
     /// Every export is finished (check `failed_files_total`).
     pub all_finished: bool,
     pub failed_files_total: u64,
+    /// Messages sent again by this request for PENDING files that no message could still reach.
+    pub messages_resent: u64,
     /// How long the state machine should wait before asking again: a fiftieth of the restore's age,
     /// between the planner's minimum and 5 minutes, so a restore of days stays far below Step Functions'
     /// 25,000-event history limit while a short one is followed closely.
@@ -143,7 +152,18 @@ pub struct Planner {
     pub sample_lines: u64,
     /// The shortest wait suggested between progress queries.
     pub min_poll: Duration,
+    /// How long after its last message a PENDING file may go unleased while the queue holds no message,
+    /// before `progress` sends it another (SQS's counts lag; a second message is harmless).
+    pub resend_after: Duration,
+    /// How long an export may make no progress (no file finished, no line acknowledged) before `progress`
+    /// fails the restore with [`Error::Stalled`].
+    pub idle_timeout: Duration,
 }
+
+/// Default of [`Planner::resend_after`].
+pub const DEFAULT_RESEND_AFTER: Duration = Duration::from_secs(120);
+/// Default of [`Planner::idle_timeout`].
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 
 impl Planner {
     pub fn new(clients: Clients, control_table: &str, queue_url: &str) -> Self {
@@ -154,6 +174,8 @@ impl Planner {
             settings: Settings::default(),
             sample_lines: 20,
             min_poll: Duration::from_secs(10),
+            resend_after: DEFAULT_RESEND_AFTER,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
         }
     }
 
@@ -164,7 +186,11 @@ impl Planner {
             PlannerRequest::PlanExport {
                 restore_id,
                 export_index,
-            } => serde_json::to_value(self.plan_export(&restore_id, export_index).await?),
+                execution,
+            } => serde_json::to_value(
+                self.plan_export(&restore_id, export_index, execution.as_deref())
+                    .await?,
+            ),
             PlannerRequest::Progress {
                 restore_id,
                 export_index,
@@ -258,8 +284,16 @@ impl Planner {
         })
     }
 
-    /// Enqueues every unfinished file of export `k`.
-    pub async fn plan_export(&self, restore_id: &str, k: usize) -> Result<EnqueueSummary> {
+    /// Enqueues every unfinished file of export `k`, once per execution: asked again by the execution that
+    /// enqueued it, it sends nothing; asked by another one (a restore continued by `cloud start
+    /// --restore-id`), it makes the export's FAILED files PENDING again and sends a message for every
+    /// PENDING file.
+    pub async fn plan_export(
+        &self,
+        restore_id: &str,
+        k: usize,
+        execution: Option<&str>,
+    ) -> Result<EnqueueSummary> {
         let header = self.control.require_header(restore_id).await?;
         if header.status != HeaderStatus::Ready {
             return Err(Error::Usage(format!(
@@ -289,40 +323,74 @@ impl Planner {
             }
         }
         let progress = header.exports[k];
+        let continued = progress.enqueued
+            && execution.is_some()
+            && header.dispatch[k].enqueued_by.as_deref() != execution;
         let mut summary = EnqueueSummary {
             restore_id: restore_id.to_owned(),
             export_index: k,
             export_id: export.export_id.clone(),
             files: export.files,
             messages_sent: 0,
-            already_enqueued: progress.enqueued,
+            already_enqueued: progress.enqueued && !continued,
+            files_retried: 0,
         };
-        if progress.enqueued {
+        if summary.already_enqueued {
             return Ok(summary);
         }
-        let bodies: Vec<String> = self
-            .control
-            .files(restore_id, k)
-            .await?
-            .into_iter()
+        let mut files = self.control.files(restore_id, k).await?;
+        if continued {
+            for f in files
+                .iter_mut()
+                .filter(|f| f.status == RecordStatus::Failed)
+            {
+                if self
+                    .control
+                    .retry_failed(restore_id, k, &f.file.key)
+                    .await?
+                {
+                    tracing::info!(
+                        restore_id,
+                        file = f.file.key,
+                        error = f.error.as_deref().unwrap_or_default(),
+                        "FAILED file retried by the continuing execution"
+                    );
+                    f.status = RecordStatus::Pending;
+                    summary.files_retried += 1;
+                }
+            }
+        }
+        let pending: Vec<&str> = files
+            .iter()
             .filter(|f| f.status == RecordStatus::Pending)
-            .map(|f| FileMessage::new(restore_id, k, &f.file.key).to_body())
+            .map(|f| f.file.key.as_str())
             .collect();
-        summary.messages_sent = bodies.len() as u64;
+        summary.messages_sent = self.send_files(restore_id, k, &pending).await?;
+        self.control.mark_enqueued(restore_id, k, execution).await?;
+        tracing::info!(
+            restore_id,
+            export_index = k,
+            messages = summary.messages_sent,
+            retried = summary.files_retried,
+            continued,
+            "export enqueued"
+        );
+        Ok(summary)
+    }
+
+    /// Sends one message per file of export `k`; returns how many.
+    async fn send_files(&self, restore_id: &str, k: usize, keys: &[&str]) -> Result<u64> {
+        let bodies: Vec<String> = keys
+            .iter()
+            .map(|key| FileMessage::new(restore_id, k, key).to_body())
+            .collect();
         let chunks: Vec<Vec<String>> = bodies.chunks(10).map(<[_]>::to_vec).collect();
         let mut sends = futures::stream::iter(chunks.into_iter().map(|c| self.send_batch(c)))
             .buffer_unordered(ENQUEUE_CONCURRENCY);
         while let Some(r) = sends.next().await {
             r?;
         }
-        self.control.mark_enqueued(restore_id, k).await?;
-        tracing::info!(
-            restore_id,
-            export_index = k,
-            messages = summary.messages_sent,
-            "export enqueued"
-        );
-        Ok(summary)
+        Ok(bodies.len() as u64)
     }
 
     /// Sends up to 10 bodies with SendMessageBatch, resending the entries that failed on the server side.
@@ -347,6 +415,11 @@ impl Planner {
             .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
             .unwrap_or_default();
         let poll = (age / 50).clamp(self.min_poll.min(MAX_POLL), MAX_POLL);
+        let messages_resent = if finished || !e.enqueued {
+            0
+        } else {
+            self.watch(&header, k).await?
+        };
         Ok(ProgressSummary {
             restore_id: restore_id.to_owned(),
             exports: exports.len(),
@@ -360,8 +433,92 @@ impl Planner {
             next_export: (finished && e.failed == 0 && k + 1 < exports.len()).then_some(k + 1),
             all_finished: exports.iter().all(|e| e.finished()),
             failed_files_total,
+            messages_resent,
             poll_seconds: poll.as_secs().max(1),
         })
+    }
+
+    /// For an unfinished export: re-sends PENDING files that no message can still reach, and fails the
+    /// restore once it has made no progress for the idle timeout. Returns the messages re-sent.
+    ///
+    /// A file can lose its message: after `maxReceiveCount` deliveries that handed it back (busy, throttled)
+    /// the message goes to the dead-letter queue while the file stays PENDING. When the queue holds no
+    /// message at all and the export's last messages were sent long enough ago for SQS's counts to have
+    /// caught up, every PENDING file without a live lease is unreachable and is sent again.
+    async fn watch(&self, header: &Header, k: usize) -> Result<u64> {
+        let restore_id = &header.plan.restore_id;
+        let e = header.exports[k];
+        let d = &header.dispatch[k];
+        let now = epoch_ms(SystemTime::now());
+        let since = |at: u64| Duration::from_millis(now.saturating_sub(at));
+        let finished = e.done + e.failed;
+        let mut files = None;
+        if finished != d.seen_finished {
+            self.control
+                .mark_active(restore_id, k, finished, d.seen_lines)
+                .await?;
+        } else if since(d.active_at_ms) >= self.idle_timeout / 2 {
+            // No file finished for a while: a long file may still be moving; look at the lines.
+            let all = self.control.files(restore_id, k).await?;
+            let lines = all
+                .iter()
+                .filter(|f| f.status == RecordStatus::Pending)
+                .map(|f| f.position.lines)
+                .sum::<u64>();
+            if lines != d.seen_lines {
+                self.control
+                    .mark_active(restore_id, k, finished, lines)
+                    .await?;
+            } else if since(d.active_at_ms) >= self.idle_timeout {
+                let pending = all
+                    .iter()
+                    .filter(|f| f.status == RecordStatus::Pending)
+                    .count();
+                let leased = all
+                    .iter()
+                    .filter(|f| f.status == RecordStatus::Pending && f.lease_expires_ms > now)
+                    .count();
+                return Err(Error::Stalled(format!(
+                    "restore {restore_id}, export {k} ({}): no file finished and no line was acknowledged for \
+                     {} (the idle timeout, DDB_PITR_IDLE_TIMEOUT); {pending} of {} files are PENDING, {leased} \
+                     of them leased. Look at the worker function's logs and the dead-letter queue, fix the \
+                     cause, then continue with `ddb-pitr cloud start --restore-id {restore_id}` and the same \
+                     table and exports",
+                    header.plan.exports[k].export_id,
+                    humantime::format_duration(Duration::from_secs(
+                        since(d.active_at_ms).as_secs()
+                    )),
+                    e.files
+                )));
+            }
+            files = Some(all);
+        }
+        if since(d.sent_at_ms) < self.resend_after
+            || messages_held(&self.clients.sqs, &self.queue_url).await? > 0
+        {
+            return Ok(0);
+        }
+        let files = match files {
+            Some(files) => files,
+            None => self.control.files(restore_id, k).await?,
+        };
+        let lost: Vec<&str> = files
+            .iter()
+            .filter(|f| f.status == RecordStatus::Pending && f.lease_expires_ms <= now)
+            .map(|f| f.file.key.as_str())
+            .collect();
+        if lost.is_empty() {
+            return Ok(0);
+        }
+        let sent = self.send_files(restore_id, k, &lost).await?;
+        self.control.mark_sent(restore_id, k).await?;
+        tracing::warn!(
+            restore_id,
+            export_index = k,
+            files = sent,
+            "PENDING files had no message left in the queue (dead-lettered or lost): sent again"
+        );
+        Ok(sent)
     }
 }
 
@@ -441,6 +598,7 @@ mod tests {
                 files: 100_000,
                 messages_sent: 100_000,
                 already_enqueued: false,
+                files_retried: 100_000,
             }),
             serde_json::to_vec(&ProgressSummary {
                 restore_id: id,
@@ -455,6 +613,7 @@ mod tests {
                 next_export: None,
                 all_finished: false,
                 failed_files_total: 1,
+                messages_resent: 100_000,
                 poll_seconds: 300,
             }),
         ];

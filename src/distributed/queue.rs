@@ -129,6 +129,25 @@ pub async fn send_message_batch(
     Ok(())
 }
 
+/// Messages the queue holds, visible, in flight or delayed (SQS's approximate counts, which lag by up to a
+/// minute).
+pub async fn messages_held(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Result<u64> {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    let out = sqs
+        .get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(A::ApproximateNumberOfMessages)
+        .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+        .attribute_names(A::ApproximateNumberOfMessagesDelayed)
+        .send()
+        .await
+        .map_err(|e| sdk_error(format!("GetQueueAttributes {queue_url}"), &e))?;
+    Ok(out
+        .attributes()
+        .map(|a| a.values().filter_map(|v| v.parse::<u64>().ok()).sum())
+        .unwrap_or(0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -53,6 +53,18 @@ impl Cloud {
 
     /// The same, on the moto server `aws` points at.
     pub async fn at(aws: Aws, options: WorkerOptions) -> Arc<Cloud> {
+        Cloud::build(aws, options, VISIBILITY, 50, |_| {}).await
+    }
+
+    /// A cloud whose queue has `visibility` and `max_receives` (deliveries before the DLQ), and whose
+    /// planner `configure` adjusts.
+    pub async fn build(
+        aws: Aws,
+        options: WorkerOptions,
+        visibility: Duration,
+        max_receives: u32,
+        configure: impl FnOnce(&mut Planner),
+    ) -> Arc<Cloud> {
         static LOGS: std::sync::Once = std::sync::Once::new();
         // The handlers' warnings, shown with a failing test's output.
         LOGS.call_once(|| {
@@ -64,16 +76,14 @@ impl Cloud {
         let conf = support::sdk_config(&aws.endpoint).await;
         let clients = Clients::from_sdk_config(&conf);
         let sqs = clients.sqs.clone();
-        let queue = TestQueue::create(&sqs, "restore", VISIBILITY, 50).await;
+        let queue = TestQueue::create(&sqs, "restore", visibility, max_receives).await;
         // The control table's key schema, as ControlTable::create and the SAM template define it.
         let control_table =
             TestTable::create(&aws.ddb, "control", ("pk", T::S), Some(("sk", T::S))).await;
         let control = ControlTable::new(aws.ddb.clone(), &control_table.name);
-        let planner = planner::Handler::new(Planner::new(
-            clients.clone(),
-            &control_table.name,
-            &queue.url,
-        ));
+        let mut planner = Planner::new(clients.clone(), &control_table.name, &queue.url);
+        configure(&mut planner);
+        let planner = planner::Handler::new(planner);
         let worker = worker::Handler::new(
             Worker::new(&clients, &control_table.name, &queue.url, options),
             Duration::from_secs(60),
@@ -121,17 +131,37 @@ impl Cloud {
     }
 
     pub async fn progress(&self, restore_id: &str, k: usize) -> Value {
-        self.planner_call(
-            "planner-progress.json",
-            json!({"restore_id": restore_id, "export_index": k}),
-        )
-        .await
-        .unwrap_or_else(|d| panic!("progress failed: {}: {}", d.error_type, d.error_message))
+        self.try_progress(restore_id, k)
+            .await
+            .unwrap_or_else(|d| panic!("progress failed: {}: {}", d.error_type, d.error_message))
     }
 
     pub async fn plan_export(&self, restore_id: &str, k: usize) -> Result<Value, Diagnostic> {
         self.planner_call(
             "planner-plan-export.json",
+            json!({"restore_id": restore_id, "export_index": k}),
+        )
+        .await
+    }
+
+    /// `plan_export` as the state machine's execution `execution` sends it.
+    pub async fn plan_export_as(
+        &self,
+        restore_id: &str,
+        k: usize,
+        execution: &str,
+    ) -> Result<Value, Diagnostic> {
+        self.planner_call(
+            "planner-plan-export.json",
+            json!({"restore_id": restore_id, "export_index": k, "execution": execution}),
+        )
+        .await
+    }
+
+    /// `progress` as an error or an answer.
+    pub async fn try_progress(&self, restore_id: &str, k: usize) -> Result<Value, Diagnostic> {
+        self.planner_call(
+            "planner-progress.json",
             json!({"restore_id": restore_id, "export_index": k}),
         )
         .await

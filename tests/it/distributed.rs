@@ -6,11 +6,14 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::ScalarAttributeType as T;
 use ddb_pitr::distributed::control::{Acquired, FileProgress, RecordStatus};
+use ddb_pitr::distributed::queue::FileMessage;
+use ddb_pitr::engine::CopiedObjects;
+use ddb_pitr::engine::watermark::FilePosition;
 use ddb_pitr_synth::{self as synth, IncrementalSpec, SynthOutput, SynthSpec};
 use serde_json::Value;
 
 use crate::cli::{self, REAL_FULL, REAL_INC1, REAL_INC2};
-use crate::cloud::{Cloud, LAMBDA_OWNER, test_worker_options};
+use crate::cloud::{Cloud, LAMBDA_OWNER, VISIBILITY, test_worker_options};
 use crate::support::{TestBucket, TestTable, assert_table_matches, unique_name};
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -408,6 +411,7 @@ async fn an_expired_lease_is_taken_over_and_its_old_holder_can_no_longer_write()
     // The old holder wakes up: none of its lease-conditioned writes lands.
     let mut behind = FileProgress {
         position: file.position,
+        object_etag: file.object_etag.clone(),
         writes: file.writes,
     };
     behind.position.offset = 1;
@@ -560,7 +564,10 @@ async fn a_poison_message_is_returned_until_the_dead_letter_queue_takes_it() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_bad_file_ends_failed_with_its_error_and_the_others_finish() {
-    let cloud = Cloud::new(test_worker_options()).await;
+    // Written while verified, so that the bad file's first batches are written before its MD5 fails.
+    let mut options = test_worker_options();
+    options.settings.copied_objects = CopiedObjects::VerifyWhileWriting;
+    let cloud = Cloud::new(options).await;
     let (dir, out, bucket, table, exports) = generated(&cloud, chain_spec(33, 3, 150)).await;
     // Replace the second data file of the FULL export with other gzip data: its MD5 no longer matches.
     let full_files = {
@@ -597,6 +604,13 @@ async fn a_bad_file_ends_failed_with_its_error_and_the_others_finish() {
     assert_eq!(failed[0].file.key, victim);
     let error = failed[0].error.as_deref().unwrap();
     assert!(error.contains(&victim) && error.contains("MD5"), "{error}");
+    assert!(
+        error.contains("lines of this object were written before the check failed"),
+        "{error}"
+    );
+    // Its lines came from bytes that failed the check: it starts again from line 1 if restored again.
+    assert_eq!(failed[0].position, FilePosition::default());
+    assert_eq!(failed[0].object_etag, None);
     assert_eq!(
         files
             .iter()
@@ -611,6 +625,104 @@ async fn a_bad_file_ends_failed_with_its_error_and_the_others_finish() {
         "{}",
         refused.error_message
     );
+
+    // The way forward: put the right object back and continue the restore with a new execution, whose
+    // plan_export retries the FAILED file; the same execution asking again sends nothing more.
+    bucket.put(&victim, good).await;
+    let continued = cloud.plan_export_as(&id, 0, "continued").await.unwrap();
+    assert_eq!(continued["files_retried"], 1, "{continued}");
+    assert_eq!(continued["messages_sent"], 1, "{continued}");
+    let again = cloud.plan_export_as(&id, 0, "continued").await.unwrap();
+    assert_eq!(again["already_enqueued"], true, "{again}");
+    assert_eq!(again["messages_sent"], 0, "{again}");
+    let last = cloud.drive(&id, 0..3, 2, MINUTE).await;
+    assert_eq!(last["all_finished"], true, "{last}");
+    assert_eq!(last["failed_files_total"], 0, "{last}");
+    assert_table_matches(&cloud.aws.ddb, &table.name, out.expected.last().unwrap()).await;
+}
+
+/// A file whose message went to the dead-letter queue (here: delivered to workers that never answered,
+/// until maxReceiveCount) stays PENDING with nothing left to reach it; `progress` sees the queue empty and
+/// sends it again, and the restore finishes. It used to wait forever.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_lettered_file_is_sent_again_and_the_restore_finishes() {
+    let cloud = Cloud::build(
+        cli::aws().await,
+        test_worker_options(),
+        Duration::from_secs(1),
+        2,
+        |planner| planner.resend_after = Duration::ZERO,
+    )
+    .await;
+    let (bucket, table) = cli::real_export_setup(&cloud.aws).await;
+    let id = unique_name("dlq");
+    cloud
+        .plan(&id, &table.name, &[bucket.url(REAL_FULL)], false)
+        .await;
+    cloud.plan_export(&id, 0).await.unwrap();
+    let files = cloud.files(&id, 0).await;
+    let victim = files.iter().find(|f| f.file.item_count > 0).unwrap();
+    let victim = FileMessage::new(&id, 0, &victim.file.key).to_body();
+
+    let give_up = std::time::Instant::now() + MINUTE;
+    while cloud.queue.depth(&cloud.queue.dlq_url).await == 0 {
+        assert!(std::time::Instant::now() < give_up, "nothing dead-lettered");
+        let messages = cloud.receive().await;
+        // The other files' messages reach a worker; the victim's is received and never answered.
+        let others: Vec<_> = messages
+            .into_iter()
+            .filter(|m| m.body() != Some(victim.as_str()))
+            .collect();
+        if !others.is_empty() {
+            let response = cloud.invoke_worker(&others, MINUTE).await;
+            cloud.delete_succeeded(&others, &response).await;
+        }
+    }
+    let stuck = cloud.progress(&id, 0).await;
+    assert_eq!(stuck["files_done"], 3, "{stuck}");
+    assert_eq!(stuck["messages_resent"], 1, "{stuck}");
+    let last = cloud.drive(&id, 0..1, 1, MINUTE).await;
+    assert_eq!(last["files_done"], 4, "{last}");
+    assert_table_matches(
+        &cloud.aws.ddb,
+        &table.name,
+        cli::real_export().join("expected-after-full.jsonl"),
+    )
+    .await;
+}
+
+/// An export that makes no progress for the planner's idle timeout fails `progress` with the errorType
+/// `Stalled`, which the state machine turns into its RestoreStalled state, and the error says how to go on.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restore_without_progress_for_the_idle_timeout_stalls_with_a_way_forward() {
+    let cloud = Cloud::build(
+        cli::aws().await,
+        test_worker_options(),
+        VISIBILITY,
+        50,
+        |planner| planner.idle_timeout = Duration::ZERO,
+    )
+    .await;
+    let (bucket, table) = cli::real_export_setup(&cloud.aws).await;
+    let id = unique_name("idle");
+    cloud
+        .plan(&id, &table.name, &[bucket.url(REAL_FULL)], false)
+        .await;
+    cloud.plan_export(&id, 0).await.unwrap();
+    // No worker runs.
+    let stalled = cloud.try_progress(&id, 0).await.unwrap_err();
+    assert_eq!(stalled.error_type, "Stalled");
+    for needle in [
+        "no file finished and no line was acknowledged",
+        "4 of 4 files are PENDING",
+        &format!("cloud start --restore-id {id}"),
+    ] {
+        assert!(
+            stalled.error_message.contains(needle),
+            "{needle:?} in {}",
+            stalled.error_message
+        );
+    }
 }
 
 fn gunzip(bytes: &[u8]) -> Vec<u8> {

@@ -152,11 +152,15 @@ async fn run_execution(
     table: &str,
     exports: &[String],
     report_uri: &str,
+    restore_id: Option<&str>,
 ) -> Execution {
     let mut start = cli::command();
     start.args(["cloud", "start", "--endpoint-url", endpoint]);
     start.args(["--state-machine-arn", state_machine, "--table", table]);
     start.args(["--allow-gaps", "--report-uri", report_uri]);
+    if let Some(id) = restore_id {
+        start.args(["--restore-id", id]);
+    }
     for e in exports {
         start.args(["--export", e]);
     }
@@ -298,7 +302,8 @@ async fn the_state_machine_restores_two_chains_and_fails_on_a_corrupt_file_and_a
             control,
             &real_table.name,
             &real_exports,
-            &report_uri
+            &report_uri,
+            None
         ),
         run_execution(
             &moto.endpoint,
@@ -306,7 +311,8 @@ async fn the_state_machine_restores_two_chains_and_fails_on_a_corrupt_file_and_a
             control,
             &gen_table.name,
             &gen_exports,
-            &report_uri
+            &report_uri,
+            None
         ),
         run_execution(
             &moto.endpoint,
@@ -314,7 +320,8 @@ async fn the_state_machine_restores_two_chains_and_fails_on_a_corrupt_file_and_a
             control,
             &bad_table.name,
             &bad_exports,
-            &report_uri
+            &report_uri,
+            None
         ),
         // A target table that does not exist: the planner fails with the stable errorType Fatal, which
         // the state machine does not retry but catches into PlanningFailed.
@@ -324,7 +331,8 @@ async fn the_state_machine_restores_two_chains_and_fails_on_a_corrupt_file_and_a
             control,
             &missing_table,
             &real_exports,
-            &report_uri
+            &report_uri,
+            None
         ),
     );
     stop.cancel();
@@ -476,6 +484,67 @@ async fn the_state_machine_restores_two_chains_and_fails_on_a_corrupt_file_and_a
                     .is_some_and(|d| d.name() == "PlanningFailed")),
         "{history:?}"
     );
+
+    // The way forward from the corrupt chain: put the right object back and start the same restore id
+    // again. It runs as a new execution (Step Functions keeps the first one's name), which retries the FAILED
+    // file, applies the exports after it, and succeeds with the table exact.
+    cloud
+        .aws
+        .s3
+        .put_object()
+        .bucket(&bad_bucket.name)
+        .key(&bad_key)
+        .body(
+            std::fs::read(cli::real_export().join(&bad_key))
+                .unwrap()
+                .into(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let stop = CancellationToken::new();
+    let poller = tokio::spawn(event_source(cloud.clone(), watch.clone(), stop.clone()));
+    let continued = run_execution(
+        &moto.endpoint,
+        &state_machine,
+        control,
+        &bad_table.name,
+        &bad_exports,
+        &report_uri,
+        Some(&bad.restore_id),
+    )
+    .await;
+    stop.cancel();
+    poller.await.unwrap();
+    assert_eq!(continued.restore_id, bad.restore_id);
+    assert!(
+        continued.arn.ends_with(&format!(":{}-2", bad.restore_id)),
+        "{} continues {}",
+        continued.arn,
+        bad.arn
+    );
+    assert_eq!(
+        continued.code,
+        Some(0),
+        "{}\n{}",
+        continued.stderr,
+        watch.log_tail()
+    );
+    let report = continued.report();
+    assert_eq!(report.status, RunStatus::Succeeded);
+    assert!(
+        report
+            .exports
+            .iter()
+            .flat_map(|e| &e.files)
+            .all(|f| f.status == FileStatus::Done)
+    );
+    assert_table_matches(
+        &cloud.aws.ddb,
+        &bad_table.name,
+        cli::real_export().join("expected-after-chain.jsonl"),
+    )
+    .await;
 
     Arc::try_unwrap(watch)
         .ok()

@@ -1,9 +1,12 @@
 //! The planner Lambda: one JSON request in, one small JSON summary out (see `ddb_pitr::distributed::planner`).
 //!
-//! Configuration: `DDB_PITR_CONTROL_TABLE`, `DDB_PITR_QUEUE_URL`, and `DDB_PITR_MIN_POLL` (10s: the shortest
-//! wait the progress answer suggests to the state machine).
-//! Errors carry the stable names `Retryable` or `Fatal` as their `errorType`, for Step Functions'
-//! `Retry` and `Catch`.
+//! Configuration: `DDB_PITR_CONTROL_TABLE`, `DDB_PITR_QUEUE_URL`, `DDB_PITR_MIN_POLL` (10s: the shortest
+//! wait the progress answer suggests to the state machine), `DDB_PITR_IDLE_TIMEOUT` (1h: how long an
+//! export may make no progress before `progress` fails with `Stalled`) and `DDB_PITR_RESEND_AFTER` (2m: how
+//! long after its last message a PENDING file may go unleased, with the queue empty, before it is sent
+//! again).
+//! Errors carry the stable names `Retryable`, `Fatal` or `Stalled` as their `errorType`, for Step
+//! Functions' `Retry` and `Catch`.
 
 use ddb_pitr::aws::{Clients, env};
 use ddb_pitr::distributed::planner::{Planner, PlannerRequest};
@@ -28,6 +31,8 @@ impl Handler {
             &env::required("DDB_PITR_QUEUE_URL")?,
         );
         planner.min_poll = env::duration("DDB_PITR_MIN_POLL", planner.min_poll)?;
+        planner.idle_timeout = env::duration("DDB_PITR_IDLE_TIMEOUT", planner.idle_timeout)?;
+        planner.resend_after = env::duration("DDB_PITR_RESEND_AFTER", planner.resend_after)?;
         Ok(Handler::new(planner))
     }
 
