@@ -72,7 +72,7 @@ pub async fn start(
     // Room for a `-NNN` suffix within Step Functions' 80 characters.
     let nameable = restore_id.len() <= 76 && !restore_id.contains('.');
     if given {
-        refuse_if_running(sfn, state_machine_arn, &restore_id).await?;
+        refuse_if_running(sfn, state_machine_arn, &restore_id, nameable).await?;
     }
     let mut attempt = 1;
     let out = loop {
@@ -122,11 +122,13 @@ pub async fn start(
 const MAX_CONTINUATIONS: u32 = 1000;
 
 /// Refuses to start a second execution of a restore while one runs: two would enqueue its files twice and
-/// race to report it.
+/// race to report it. Executions are recognised by name when the restore id can be one (`named`), else
+/// every running execution's input is read. (Two `cloud start` calls at the same instant can both pass.)
 async fn refuse_if_running(
     sfn: &aws_sdk_sfn::Client,
     state_machine_arn: &str,
     restore_id: &str,
+    named: bool,
 ) -> Result<()> {
     let mut pages = sfn
         .list_executions()
@@ -143,7 +145,7 @@ async fn refuse_if_running(
                 .strip_prefix(restore_id)
                 .and_then(|rest| rest.strip_prefix('-'))
                 .is_some_and(|n| n.parse::<u32>().is_ok());
-            if name != restore_id && !continuation {
+            if named && name != restore_id && !continuation {
                 continue;
             }
             let out = sfn

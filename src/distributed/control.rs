@@ -181,6 +181,8 @@ pub struct FileRecord {
     pub position: FilePosition,
     /// The ETag of the object `position` was read from.
     pub object_etag: Option<String>,
+    /// The last time a worker leased, checkpointed or released the file.
+    pub updated_at: Option<SystemTime>,
     pub compressed_bytes: u64,
     pub md5_verified: bool,
     pub lease_owner: Option<String>,
@@ -613,18 +615,11 @@ impl ControlTable {
             .expression_attribute_values(":one", n(1))
             .build()
             .map_err(|e| Error::Usage(e.to_string()))?;
-        let out = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().update(file).build())
-            .transact_items(TransactWriteItem::builder().update(header).build())
-            .send()
-            .await;
-        match out {
-            Ok(_) => Ok(true),
-            Err(e) if describe(&e).contains("ConditionalCheckFailed") => Ok(false),
-            Err(e) => Err(sdk_error(format!("TransactWriteItems {}", self.name), &e)),
-        }
+        self.transact(vec![
+            TransactWriteItem::builder().update(file).build(),
+            TransactWriteItem::builder().update(header).build(),
+        ])
+        .await
     }
 
     /// Takes a lease on a PENDING file whose lease is free or expired.
@@ -823,16 +818,21 @@ impl ControlTable {
         .table_name(&self.name)
         .set_key(Some(header_key(&lease.restore_id)))
         .expression_attribute_values(":one", n(1));
-        let items = vec![
+        self.transact(vec![
             TransactWriteItem::builder()
                 .update(file.build().map_err(|e| Error::Usage(e.to_string()))?)
                 .build(),
             TransactWriteItem::builder()
                 .update(header.build().map_err(|e| Error::Usage(e.to_string()))?)
                 .build(),
-        ];
-        // Many workers finish files at once and every transaction touches the header: conflicts between
-        // transactions are expected and retried; a failed condition means the lease is gone.
+        ])
+        .await
+    }
+
+    /// Runs a transaction that touches a file item and the header. `Ok(false)`: a condition failed and
+    /// nothing was written. Many workers finish files at once and every transaction touches the header, so
+    /// conflicts between transactions are expected and retried.
+    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<bool> {
         let policy = RetryPolicy::default();
         let mut attempt = 0;
         loop {
@@ -1138,6 +1138,9 @@ fn parse_file(table: &str, item: &HashMap<String, AttributeValue>) -> Result<Fil
             etag: f.opt_str("export_etag"),
         },
         object_etag: f.opt_str("object_etag"),
+        updated_at: f
+            .opt_str("updated_at")
+            .and_then(|t| humantime::parse_rfc3339(&t).ok()),
         status,
         position: FilePosition {
             offset: f.num("offset")?,

@@ -21,9 +21,10 @@ use crate::preflight::prepare;
 use crate::write::BatchSize;
 
 use super::control::{
-    ControlTable, Created, ExportPlan, Header, HeaderStatus, PlanOptions, RecordStatus, RestorePlan,
+    ControlTable, Created, ExportPlan, FileRecord, Header, HeaderStatus, PlanOptions, RecordStatus,
+    RestorePlan,
 };
-use super::queue::{FileMessage, messages_held, send_message_batch};
+use super::queue::{FileMessage, queue_state, send_message_batch};
 
 /// Default lifetime of control items after a restore is planned.
 pub const DEFAULT_TTL_DAYS: u32 = 30;
@@ -323,9 +324,10 @@ impl Planner {
             }
         }
         let progress = header.exports[k];
-        let continued = progress.enqueued
-            && execution.is_some()
-            && header.dispatch[k].enqueued_by.as_deref() != execution;
+        // Another execution's (also one that stopped before it recorded the export as enqueued): FAILED
+        // files are retried. The first execution has none.
+        let continued =
+            execution.is_some() && header.dispatch[k].enqueued_by.as_deref() != execution;
         let mut summary = EnqueueSummary {
             restore_id: restore_id.to_owned(),
             export_index: k,
@@ -444,7 +446,9 @@ impl Planner {
     /// A file can lose its message: after `maxReceiveCount` deliveries that handed it back (busy, throttled)
     /// the message goes to the dead-letter queue while the file stays PENDING. When the queue holds no
     /// message at all and the export's last messages were sent long enough ago for SQS's counts to have
-    /// caught up, every PENDING file without a live lease is unreachable and is sent again.
+    /// caught up, every PENDING file without a live lease is unreachable and is sent again. When the queue
+    /// is busy with other restores' messages, files untouched for the dead-letter time (visibility timeout
+    /// × `maxReceiveCount`) since the last send are sent again. A duplicate is harmless.
     async fn watch(&self, header: &Header, k: usize) -> Result<u64> {
         let restore_id = &header.plan.restore_id;
         let e = header.exports[k];
@@ -453,7 +457,8 @@ impl Planner {
         let since = |at: u64| Duration::from_millis(now.saturating_sub(at));
         let finished = e.done + e.failed;
         let mut files = None;
-        if finished != d.seen_finished {
+        // An export enqueued before the planner recorded activity counts as active now.
+        if finished != d.seen_finished || d.active_at_ms == 0 {
             self.control
                 .mark_active(restore_id, k, finished, d.seen_lines)
                 .await?;
@@ -493,18 +498,31 @@ impl Planner {
             }
             files = Some(all);
         }
-        if since(d.sent_at_ms) < self.resend_after
-            || messages_held(&self.clients.sqs, &self.queue_url).await? > 0
-        {
+        if since(d.sent_at_ms) < self.resend_after {
             return Ok(0);
         }
+        // With the queue empty, every PENDING file without a live lease has lost its message. With other
+        // messages in it (a stack shared by several restores), only files no worker touched for as long as
+        // a message can live before the dead-letter queue takes it.
+        let queue = queue_state(&self.clients.sqs, &self.queue_url).await?;
+        let idle_for = match (queue.held, queue.dead_letter_after) {
+            (0, _) => Duration::ZERO,
+            (_, Some(after)) if since(d.sent_at_ms) >= after => after,
+            _ => return Ok(0),
+        };
         let files = match files {
             Some(files) => files,
             None => self.control.files(restore_id, k).await?,
         };
+        let untouched = |f: &FileRecord| {
+            f.updated_at
+                .is_none_or(|t| SystemTime::now().duration_since(t).unwrap_or_default() >= idle_for)
+        };
         let lost: Vec<&str> = files
             .iter()
-            .filter(|f| f.status == RecordStatus::Pending && f.lease_expires_ms <= now)
+            .filter(|f| {
+                f.status == RecordStatus::Pending && f.lease_expires_ms <= now && untouched(f)
+            })
             .map(|f| f.file.key.as_str())
             .collect();
         if lost.is_empty() {

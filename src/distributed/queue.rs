@@ -129,9 +129,16 @@ pub async fn send_message_batch(
     Ok(())
 }
 
-/// Messages the queue holds, visible, in flight or delayed (SQS's approximate counts, which lag by up to a
-/// minute).
-pub async fn messages_held(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Result<u64> {
+/// What the planner reads of the queue: the messages it holds, visible, in flight or delayed (SQS's
+/// approximate counts, which lag by up to a minute), and how long a message can live in it before the
+/// dead-letter queue takes it (its visibility timeout times `maxReceiveCount`), if it has one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueState {
+    pub held: u64,
+    pub dead_letter_after: Option<std::time::Duration>,
+}
+
+pub async fn queue_state(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Result<QueueState> {
     use aws_sdk_sqs::types::QueueAttributeName as A;
     let out = sqs
         .get_queue_attributes()
@@ -139,13 +146,43 @@ pub async fn messages_held(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Result
         .attribute_names(A::ApproximateNumberOfMessages)
         .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
         .attribute_names(A::ApproximateNumberOfMessagesDelayed)
+        .attribute_names(A::VisibilityTimeout)
+        .attribute_names(A::RedrivePolicy)
         .send()
         .await
         .map_err(|e| sdk_error(format!("GetQueueAttributes {queue_url}"), &e))?;
-    Ok(out
-        .attributes()
-        .map(|a| a.values().filter_map(|v| v.parse::<u64>().ok()).sum())
-        .unwrap_or(0))
+    let attrs = out.attributes();
+    let number = |name: A| {
+        attrs
+            .and_then(|a| a.get(&name))
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    let held = [
+        A::ApproximateNumberOfMessages,
+        A::ApproximateNumberOfMessagesNotVisible,
+        A::ApproximateNumberOfMessagesDelayed,
+    ]
+    .into_iter()
+    .filter_map(number)
+    .sum();
+    let receives = attrs
+        .and_then(|a| a.get(&A::RedrivePolicy))
+        .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok())
+        .and_then(|p| match &p["maxReceiveCount"] {
+            serde_json::Value::Number(n) => n.as_u64(),
+            serde_json::Value::String(s) => s.parse().ok(),
+            _ => None,
+        });
+    let dead_letter_after = match (number(A::VisibilityTimeout), receives) {
+        (Some(visibility), Some(receives)) => Some(std::time::Duration::from_secs(
+            visibility.saturating_mul(receives),
+        )),
+        _ => None,
+    };
+    Ok(QueueState {
+        held,
+        dead_letter_after,
+    })
 }
 
 #[cfg(test)]

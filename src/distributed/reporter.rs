@@ -333,6 +333,7 @@ mod tests {
                 etag: None,
             },
             object_etag: None,
+            updated_at: None,
             status,
             position: FilePosition {
                 offset: lines * 100,

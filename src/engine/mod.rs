@@ -471,7 +471,7 @@ impl Engine {
                 export,
                 file,
                 message,
-            }) if watermark.position().lines > start.lines => {
+            }) if watermark.position().lines > start.lines && (drained || !stop.is_cancelled()) => {
                 let written = watermark.position().lines - start.lines;
                 return Err(Error::FileIntegrity {
                     export,

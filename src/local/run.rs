@@ -281,13 +281,21 @@ impl<'a> Run<'a> {
         self.initial.lock().expect("initial").exports[i]
             .files
             .remove(key);
-        self.files.lock().expect("files")[i][j].resumed_from_offset = 0;
+        let report = &mut self.files.lock().expect("files")[i][j];
+        report.resumed_from_offset = 0;
+        report.items_put = 0;
+        report.items_deleted = 0;
+        report.decompressed_bytes = 0;
     }
 
     /// The current checkpoint: finished files plus the latest position of every file in progress.
     pub(super) fn snapshot(&self) -> Checkpoint {
-        let mut cp = self.checkpoint.lock().expect("checkpoint").clone();
-        for ((i, key), active) in self.active.lock().expect("active").iter() {
+        // Both locks at once, in run_file's order: a file that ends between the two reads would otherwise
+        // keep the position it had before (which an integrity failure must drop).
+        let checkpoint = self.checkpoint.lock().expect("checkpoint");
+        let active = self.active.lock().expect("active");
+        let mut cp = checkpoint.clone();
+        for ((i, key), active) in active.iter() {
             let position = *active.position.borrow();
             if position != FilePosition::default() {
                 cp.exports[*i].files.insert(
@@ -389,11 +397,9 @@ pub(super) fn build_report(
                     .get(&report.key)
                     .map(|f| f.position.lines)
                     .unwrap_or(0);
-                let now = state
-                    .files
-                    .get(&report.key)
-                    .map(|f| f.position.lines)
-                    .unwrap_or(0);
+                // What the file acknowledged, also when its checkpoint position was dropped (an integrity
+                // failure after writing).
+                let now = report.items_put + report.items_deleted;
                 if report.status != FileStatus::AlreadyDone {
                     totals.items_this_run += now.saturating_sub(before);
                     totals.decompressed_bytes_this_run += report.decompressed_bytes

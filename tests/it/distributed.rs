@@ -642,10 +642,22 @@ async fn a_bad_file_ends_failed_with_its_error_and_the_others_finish() {
 }
 
 /// A file whose message went to the dead-letter queue (here: delivered to workers that never answered,
-/// until maxReceiveCount) stays PENDING with nothing left to reach it; `progress` sees the queue empty and
-/// sends it again, and the restore finishes. It used to wait forever.
+/// until maxReceiveCount) stays PENDING with nothing left to reach it; `progress` sends it again, and the
+/// restore finishes. It used to wait forever.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dead_lettered_file_is_sent_again_and_the_restore_finishes() {
+    dead_lettered_then_finished(false).await;
+}
+
+/// The same while the queue holds other restores' messages (one stack serves many): the file is sent
+/// again once no worker touched it for as long as a message can live before the dead-letter queue takes it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_lettered_file_is_sent_again_on_a_queue_shared_with_other_restores() {
+    dead_lettered_then_finished(true).await;
+}
+
+async fn dead_lettered_then_finished(busy_queue: bool) {
+    // Visibility 1 s and maxReceiveCount 2: a message lives at most 2 s before the DLQ takes it.
     let cloud = Cloud::build(
         cli::aws().await,
         test_worker_options(),
@@ -677,6 +689,18 @@ async fn a_dead_lettered_file_is_sent_again_and_the_restore_finishes() {
             let response = cloud.invoke_worker(&others, MINUTE).await;
             cloud.delete_succeeded(&others, &response).await;
         }
+    }
+    if busy_queue {
+        cloud
+            .sqs
+            .send_message()
+            .queue_url(&cloud.queue.url)
+            .message_body(
+                FileMessage::new("another-restore", 0, "AWSDynamoDB/x/data/y.json.gz").to_body(),
+            )
+            .send()
+            .await
+            .unwrap();
     }
     let stuck = cloud.progress(&id, 0).await;
     assert_eq!(stuck["files_done"], 3, "{stuck}");

@@ -215,6 +215,13 @@ async fn a_file_that_fails_its_md5_after_writing_starts_again_from_line_one() {
         "the wrong object's lines were written first: {values:?}"
     );
     assert_eq!(case.checkpoint_file(), None, "the file starts from line 1");
+    // This run's count includes the lines written from the wrong object, whose position was dropped.
+    let totals = &run.report["totals"];
+    assert_eq!(
+        totals["items_this_run"].as_u64().unwrap(),
+        totals["items_put"].as_u64().unwrap() + totals["items_deleted"].as_u64().unwrap(),
+        "{totals}"
+    );
 
     case.bucket.put(DATA, real_bytes()).await;
     case.restore(&[]).await.assert_success();
