@@ -17,6 +17,7 @@ use std::time::SystemTime;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::Bytes;
 use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +40,9 @@ pub struct Summary {
     pub s3_sse_kms_key_id: Option<String>,
     pub manifest_files_s3_key: String,
     pub item_count: u64,
+    /// What the export was billed for, in bytes (absent from some older summaries).
+    #[serde(default)]
+    pub billed_size_bytes: Option<u64>,
     pub output_format: Option<String>,
     pub output_view: Option<String>,
     pub export_type: Option<String>,
@@ -122,23 +126,39 @@ impl Export {
 /// documentation names `.checksum`. Both hold the MD5 of the JSON file.
 const CHECKSUM_SUFFIXES: [&str; 2] = ["md5", "checksum"];
 
-/// Reads, parses and verifies one export's manifests. Makes no writes.
-pub async fn load(objects: &dyn ObjectReader, uri: &ExportUri) -> Result<Export> {
-    let id = uri.export_id.clone();
+/// What `manifest-summary.json` says about an export, checked against its folder: type, view and window.
+#[derive(Debug, Clone)]
+pub struct SummaryInfo {
+    pub summary: Summary,
+    pub export_type: ExportType,
+    pub view: Option<OutputView>,
+    /// FULL: `exportTime`; INCREMENTAL: `exportFromTime`.
+    pub start: SystemTime,
+    /// FULL: `exportTime`; INCREMENTAL: `exportToTime`.
+    pub end: SystemTime,
+}
+
+/// Reads and checks an export's `manifest-summary.json` and returns it with its bytes, or `None` if the
+/// object does not exist (an export still running, or one that failed, has only `_started`).
+pub async fn read_summary(
+    objects: &dyn ObjectReader,
+    uri: &ExportUri,
+) -> Result<Option<(SummaryInfo, Bytes)>> {
+    let Some(bytes) = objects
+        .get(&uri.bucket, &uri.key("manifest-summary.json"))
+        .await?
+    else {
+        return Ok(None);
+    };
+    Ok(Some((parse_summary(uri, &bytes)?, bytes)))
+}
+
+fn parse_summary(uri: &ExportUri, bytes: &[u8]) -> Result<SummaryInfo> {
     let err = |message: String| Error::Manifest {
-        export: id.clone(),
+        export: uri.export_id.clone(),
         message,
     };
-
-    let summary_key = uri.key("manifest-summary.json");
-    let summary_bytes = objects.get(&uri.bucket, &summary_key).await?.ok_or_else(|| {
-        err(format!(
-            "s3://{}/{summary_key} not found: check the export URI (it should be the folder that holds \
-             manifest-summary.json)",
-            uri.bucket
-        ))
-    })?;
-    let summary: Summary = serde_json::from_slice(&summary_bytes).map_err(|e| {
+    let summary: Summary = serde_json::from_slice(bytes).map_err(|e| {
         err(format!(
             "manifest-summary.json is not a valid export summary: {e}"
         ))
@@ -197,6 +217,38 @@ pub async fn load(objects: &dyn ObjectReader, uri: &ExportUri) -> Result<Export>
             )
         }
     };
+    Ok(SummaryInfo {
+        summary,
+        export_type,
+        view,
+        start,
+        end,
+    })
+}
+
+/// Reads, parses and verifies one export's manifests. Makes no writes.
+pub async fn load(objects: &dyn ObjectReader, uri: &ExportUri) -> Result<Export> {
+    let id = uri.export_id.clone();
+    let err = |message: String| Error::Manifest {
+        export: id.clone(),
+        message,
+    };
+
+    let Some((info, summary_bytes)) = read_summary(objects, uri).await? else {
+        return Err(err(format!(
+            "s3://{}/{} not found: check the export URI (it should be the folder that holds \
+             manifest-summary.json)",
+            uri.bucket,
+            uri.key("manifest-summary.json")
+        )));
+    };
+    let SummaryInfo {
+        summary,
+        export_type,
+        view,
+        start,
+        end,
+    } = info;
 
     let summary_checksum = match read_checksum(objects, uri, "manifest-summary").await? {
         None => SummaryChecksum::Missing,

@@ -55,6 +55,13 @@ pub trait ObjectReader: Send + Sync {
         range: Range<u64>,
         if_match: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Bytes>>;
+    /// The folders directly under `prefix` (which ends with `/` or is empty), as full prefixes ending with
+    /// `/`, sorted: ListObjectsV2 with the delimiter `/`.
+    fn list_folders<'a>(
+        &'a self,
+        bucket: &'a str,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<String>>>;
 }
 
 #[derive(Clone)]
@@ -176,6 +183,39 @@ impl ObjectReader for S3Reader {
             }
             Ok(bytes)
         })
+    }
+
+    fn list_folders<'a>(
+        &'a self,
+        bucket: &'a str,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<String>>> {
+        Box::pin(self.folders(bucket, prefix))
+    }
+}
+
+impl S3Reader {
+    async fn folders(&self, bucket: &str, prefix: &str) -> Result<Vec<String>> {
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .delimiter("/")
+            .into_paginator()
+            .send();
+        let mut folders = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page =
+                page.map_err(|e| sdk_error(format!("ListObjectsV2 s3://{bucket}/{prefix}"), &e))?;
+            folders.extend(
+                page.common_prefixes()
+                    .iter()
+                    .filter_map(|p| p.prefix().map(str::to_owned)),
+            );
+        }
+        folders.sort();
+        Ok(folders)
     }
 }
 

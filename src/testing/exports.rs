@@ -21,6 +21,7 @@ pub fn export(id: &str, ty: ExportType, start: &str, end: &str) -> Export {
             s3_sse_kms_key_id: None,
             manifest_files_s3_key: String::new(),
             item_count: 0,
+            billed_size_bytes: None,
             output_format: None,
             output_view: None,
             export_type: None,

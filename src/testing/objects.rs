@@ -55,4 +55,20 @@ impl ObjectReader for MemoryObjects {
     ) -> BoxFuture<'a, Result<Bytes>> {
         Box::pin(async move { Ok(self.0[key].slice(r.start as usize..r.end as usize)) })
     }
+
+    fn list_folders<'a>(
+        &'a self,
+        _: &'a str,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<String>>> {
+        Box::pin(async move {
+            let folders: std::collections::BTreeSet<String> = self
+                .0
+                .keys()
+                .filter_map(|k| k.strip_prefix(prefix))
+                .filter_map(|rest| rest.find('/').map(|i| format!("{prefix}{}", &rest[..=i])))
+                .collect();
+            Ok(folders.into_iter().collect())
+        })
+    }
 }
