@@ -10,6 +10,7 @@ mod commands;
 
 use commands::EXIT_FAILED;
 use commands::cloud::{CloudStartArgs, CloudStatusArgs};
+use commands::exports::ExportsArgs;
 use commands::policy::PolicyArgs;
 use commands::restore::RestoreArgs;
 use commands::validate::ValidateArgs;
@@ -45,6 +46,8 @@ enum Command {
     Policy(PolicyArgs),
     /// Read-only checks before a restore: credentials, manifests, chain, table, permissions, estimates.
     Validate(ValidateArgs),
+    /// List the exports under an S3 prefix and every point in time they can restore.
+    Exports(ExportsArgs),
 }
 
 #[derive(Subcommand)]
@@ -72,6 +75,7 @@ async fn main() -> ExitCode {
         Command::Cloud(CloudCommand::Status(args)) => commands::cloud::status(args).await,
         Command::Policy(args) => commands::policy::run(args).await,
         Command::Validate(args) => commands::validate::run(args).await,
+        Command::Exports(args) => commands::exports::run(args).await,
     };
     result.unwrap_or_else(|e| {
         eprintln!("error: {e:#}");

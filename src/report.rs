@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::aws::error::sdk_error;
 use crate::error::Result;
 use crate::export::chain::Discontinuity;
+use crate::export::discover::Choice;
 use crate::export::location::{S3Uri, report_object};
 use crate::export::manifest::{ExportType, OutputView, SummaryChecksum};
 use crate::table::capacity::CapacityChange;
@@ -131,6 +132,10 @@ pub struct Report {
     pub finished_at: String,
     pub duration_seconds: f64,
     pub checkpoint: Option<String>,
+    /// How the chain was found from `--export-prefix` and `--to`: the point asked for and reached, the
+    /// exports chosen and the candidates left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<Choice>,
     pub exports: Vec<ExportReport>,
     pub chain_discontinuities: Vec<Discontinuity>,
     pub totals: Totals,

@@ -3,10 +3,11 @@
 
 use std::time::Duration;
 
-use clap::{Args, ValueEnum};
+use clap::{ArgGroup, Args, ValueEnum};
 use ddb_pitr::budget::ByteBudget;
 use ddb_pitr::engine::{CopiedObjects, DEFAULT_INFLIGHT_BATCHES, Settings};
 use ddb_pitr::export::chain::Expectations;
+use ddb_pitr::export::discover::{Find, Target};
 use ddb_pitr::export::location::ExportUri;
 use ddb_pitr::export::manifest::{ExportType, OutputView};
 use ddb_pitr::table::capacity::AutoScaling;
@@ -14,16 +15,34 @@ use ddb_pitr::write::BatchSize;
 use ddb_pitr::write::pace::MIN_RATE;
 use ddb_pitr::write::retry::RetryPolicy;
 
-/// The target table and the export chain.
+/// The target table and the export chain: given export by export, or found under a prefix for a time.
 #[derive(Args)]
+#[command(group(ArgGroup::new("chain_source").required(true).args(["exports", "export_prefix"])))]
 pub struct ChainArgs {
     /// Target table. It must exist, be ACTIVE and have the export's key schema.
     #[arg(long)]
     pub table: String,
     /// An export: s3://bucket/prefix/AWSDynamoDB/<export-id>/ or its manifest-summary.json. Repeat to apply a
     /// FULL export and then INCREMENTAL exports, in the order given.
-    #[arg(long = "export", value_name = "S3_URI", required = true)]
+    #[arg(long = "export", value_name = "S3_URI")]
     exports: Vec<String>,
+    /// Find the chain instead: the S3 prefix the exports were written to (the S3Prefix given to
+    /// ExportTableToPointInTime, the folder that holds AWSDynamoDB/). Needs --to.
+    #[arg(
+        long,
+        value_name = "S3_URI",
+        conflicts_with = "exports",
+        requires = "to"
+    )]
+    export_prefix: Option<String>,
+    /// With --export-prefix: the point to restore to, an RFC 3339 time (2026-11-24T10:30:00Z, or with an
+    /// offset) at which a chain of exports ends, or `latest`.
+    #[arg(long, value_name = "TIME|latest", requires = "export_prefix", value_parser = parse_target)]
+    to: Option<Target>,
+    /// With --export-prefix: the table whose exports to use (its ARN or name), when the prefix holds several
+    /// tables' exports.
+    #[arg(long, value_name = "ARN|NAME", requires = "export_prefix")]
+    source_table: Option<String>,
     /// Assert the export type (once for all exports, or once per --export); read from the manifest otherwise.
     #[arg(long = "type", value_enum)]
     types: Vec<TypeArg>,
@@ -42,6 +61,19 @@ impl ChainArgs {
             .iter()
             .map(|e| e.parse())
             .collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// What `--export-prefix`, `--to` and `--source-table` ask to find, if given.
+    pub fn find(&self) -> anyhow::Result<Option<Find>> {
+        let Some(prefix) = &self.export_prefix else {
+            return Ok(None);
+        };
+        Ok(Some(Find {
+            prefix: prefix.parse()?,
+            source_table: self.source_table.clone(),
+            to: self.to.expect("clap requires --to with --export-prefix"),
+            allow_gaps: self.allow_gaps,
+        }))
     }
 
     pub fn expectations(&self) -> Expectations {
@@ -164,6 +196,11 @@ impl EngineArgs {
             copied_objects: self.copied_objects.into(),
         }
     }
+}
+
+/// `--to`: an RFC 3339 time or `latest`.
+pub fn parse_target(s: &str) -> Result<Target, String> {
+    s.parse()
 }
 
 pub fn parse_rate(s: &str) -> Result<f64, String> {

@@ -3,6 +3,7 @@
 
 pub mod args;
 pub mod cloud;
+pub mod exports;
 pub mod policy;
 pub mod restore;
 pub mod validate;

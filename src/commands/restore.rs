@@ -103,6 +103,7 @@ pub async fn run(args: RestoreArgs) -> anyhow::Result<ExitCode> {
     let opts = RestoreOptions {
         table: args.chain.table.clone(),
         exports: args.chain.export_uris()?,
+        find: args.chain.find()?,
         expect: args.chain.expectations(),
         workers: args.workers.into(),
         settings: args.engine.settings(args.batch_size),

@@ -56,6 +56,7 @@ pub async fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     let opts = Options {
         table: args.chain.table.clone(),
         exports: args.chain.export_uris()?,
+        find: args.chain.find()?,
         expect: args.chain.expectations(),
         resume: args.resume.as_deref().map(str::parse).transpose()?,
         report: args.report.as_deref().map(str::parse).transpose()?,

@@ -163,6 +163,7 @@ pub fn assemble(
         }
     };
     Report {
+        chain: None,
         report_format: REPORT_FORMAT,
         tool: format!("ddb-pitr {}", env!("CARGO_PKG_VERSION")),
         status,

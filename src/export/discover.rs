@@ -11,9 +11,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::SystemTime;
 
 use futures::StreamExt;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::clock::rfc3339;
+use crate::clock::{parse_time, rfc3339};
 use crate::error::{Error, Result};
 use crate::export::location::{ExportUri, S3Uri};
 use crate::export::manifest::{ExportType, OutputView, read_summary};
@@ -52,7 +52,7 @@ impl Found {
 }
 
 /// An export folder that cannot be part of a chain, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Skipped {
     pub export: String,
     pub reason: String,
@@ -251,7 +251,7 @@ impl std::str::FromStr for Target {
         if s.trim().eq_ignore_ascii_case("latest") {
             return Ok(Target::Latest);
         }
-        crate::clock::parse_time(s)
+        parse_time(s)
             .map(Target::At)
             .map_err(|e| format!("{e}, or `latest`"))
     }
@@ -268,14 +268,14 @@ pub struct Find {
 }
 
 /// The chain chosen, and what was left out; the report's `chain` section.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Choice {
     pub prefix: String,
     pub table_arn: String,
     /// The time asked for (RFC 3339), or `latest`.
     pub asked: String,
-    #[serde(serialize_with = "as_rfc3339")]
-    pub reached: SystemTime,
+    /// The point restored to (RFC 3339).
+    pub reached: String,
     /// Export ids, FULL first.
     pub exports: Vec<String>,
     #[serde(skip)]
@@ -428,16 +428,88 @@ pub fn choose(catalog: &Catalog, find: &Find) -> Result<Choice> {
             Target::Latest => "latest".into(),
             Target::At(t) => rfc3339(t),
         },
-        reached: point.time,
+        reached: rfc3339(point.time),
         exports: point.chain.clone(),
         uris,
         skipped,
     })
 }
 
+/// One table's exports under a prefix and the points they can restore.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TableListing {
+    pub table_arn: String,
+    pub exports: Vec<Found>,
+    pub points: Vec<Point>,
+}
+
+/// What `ddb-pitr exports` prints: every table found, its exports, and every point that can be restored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Listing {
+    pub prefix: String,
+    pub tables: Vec<TableListing>,
+    /// Folders that are not finished exports (still running, failed, unreadable).
+    pub skipped: Vec<Skipped>,
+}
+
+/// The tables of `catalog` (only `source_table`, by ARN or name, if given), their exports and points.
+pub fn list(catalog: &Catalog, source_table: Option<&str>, allow_gaps: bool) -> Result<Listing> {
+    let arns: BTreeSet<&str> = catalog
+        .exports
+        .iter()
+        .map(|f| f.table_arn.as_str())
+        .filter(|arn| source_table.is_none_or(|want| *arn == want || table_name(arn) == want))
+        .collect();
+    if let Some(want) = source_table
+        && arns.is_empty()
+    {
+        return Err(Error::Chain(format!(
+            "no finished export of table {want} under {}; the tables found are: {}",
+            catalog.prefix,
+            tables(catalog)
+        )));
+    }
+    let tables = arns
+        .into_iter()
+        .map(|arn| {
+            let mine: Vec<&Found> = catalog
+                .exports
+                .iter()
+                .filter(|f| f.table_arn == arn)
+                .collect();
+            TableListing {
+                table_arn: arn.to_owned(),
+                points: points(&mine, allow_gaps),
+                exports: mine.into_iter().cloned().collect(),
+            }
+        })
+        .collect();
+    Ok(Listing {
+        prefix: catalog.prefix.to_string(),
+        tables,
+        skipped: catalog.skipped.clone(),
+    })
+}
+
 /// Lists the exports under the prefix and chooses the chain.
 pub async fn find(objects: &dyn ObjectReader, find: &Find) -> Result<Choice> {
     choose(&scan(objects, &find.prefix).await?, find)
+}
+
+/// The exports to restore: `exports` as given, or the chain `find` chooses (with the choice, for the
+/// report).
+pub async fn resolve(
+    objects: &dyn ObjectReader,
+    exports: &[ExportUri],
+    find: Option<&Find>,
+) -> Result<(Vec<ExportUri>, Option<Choice>)> {
+    match find {
+        None => Ok((exports.to_vec(), None)),
+        Some(f) => {
+            let choice = self::find(objects, f).await?;
+            Ok((choice.uris.clone(), Some(choice)))
+        }
+    }
 }
 
 fn as_rfc3339<S: serde::Serializer>(t: &SystemTime, s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -566,7 +638,7 @@ mod tests {
         assert!(reason("full-0900").starts_with("not on the chosen chain"));
 
         let latest = choose(&c, &find(Target::Latest, Some(T), false)).unwrap();
-        assert_eq!(rfc3339(latest.reached), "2026-01-14T10:45:00.000Z");
+        assert_eq!(latest.reached, "2026-01-14T10:45:00.000Z");
         assert_eq!(latest.asked, "latest");
     }
 

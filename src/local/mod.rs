@@ -19,6 +19,7 @@ use crate::aws::Clients;
 use crate::engine::{Engine, Settings};
 use crate::error::{Error, Result};
 use crate::export::chain::{Discontinuity, Expectations};
+use crate::export::discover::{Find, resolve};
 use crate::export::location::{ExportUri, S3Uri, StateLocation};
 use crate::export::manifest::Export;
 use crate::export::source::{ObjectReader, S3Reader};
@@ -39,6 +40,8 @@ use self::run::{Run, build_report};
 pub struct RestoreOptions {
     pub table: String,
     pub exports: Vec<ExportUri>,
+    /// Find the chain under a prefix instead (`--export-prefix` and `--to`); `exports` is then empty.
+    pub find: Option<Find>,
     pub expect: Expectations,
     pub workers: usize,
     pub settings: Settings,
@@ -94,8 +97,13 @@ pub async fn run(
         ..CapacityReport::default()
     };
     tokio::pin!(shutdown);
+    let mut choice = None;
     let preflight = tokio::select! {
-        p = preflight(opts, clients, objects.clone(), store.as_ref()) => p,
+        p = async {
+            let (exports, chosen) = resolve(objects.as_ref(), &opts.exports, opts.find.as_ref()).await?;
+            choice = chosen;
+            preflight(opts, &exports, clients, objects.clone(), store.as_ref()).await
+        } => p,
         _ = &mut shutdown => Err(Error::Interrupted),
     };
     let (run, mut error) = match preflight {
@@ -163,6 +171,7 @@ pub async fn run(
     if !opts.dry_run {
         report.capacity = Some(capacity);
     }
+    report.chain = choice;
     let mut outcome = Outcome { report, error };
     if let Some(uri) = &opts.report
         && let Err(e) = upload_report(&clients.s3, uri, &outcome.report).await
@@ -189,6 +198,7 @@ struct Preflight {
 
 async fn preflight(
     opts: &RestoreOptions,
+    exports: &[ExportUri],
     clients: &Clients,
     objects: Arc<dyn ObjectReader>,
     store: Option<&CheckpointStore>,
@@ -197,7 +207,7 @@ async fn preflight(
         objects,
         &clients.dynamodb,
         &opts.table,
-        &opts.exports,
+        exports,
         &opts.expect,
         &opts.settings,
         opts.sample_lines,

@@ -465,6 +465,7 @@ pub(super) fn build_report(
         ),
     };
     Report {
+        chain: None,
         report_format: REPORT_FORMAT,
         tool: format!("ddb-pitr {}", env!("CARGO_PKG_VERSION")),
         status,

@@ -639,6 +639,7 @@ mod tests {
         let opts = Options {
             table: "t".into(),
             exports: vec![],
+            find: None,
             expect: Expectations::default(),
             resume: None,
             report: None,

@@ -30,6 +30,7 @@ use crate::aws::Clients;
 use crate::aws::error::describe;
 use crate::error::Result;
 use crate::export::chain::Expectations;
+use crate::export::discover::{Find, resolve};
 use crate::export::location::{ExportUri, S3Uri, StateLocation};
 use crate::export::manifest::{self, Export};
 use crate::export::source::{ObjectReader, S3Reader};
@@ -50,6 +51,8 @@ pub(super) const SAMPLE_CONCURRENCY: usize = 16;
 pub struct Options {
     pub table: String,
     pub exports: Vec<ExportUri>,
+    /// Find the chain under a prefix instead (`--export-prefix` and `--to`).
+    pub find: Option<Find>,
     pub expect: Expectations,
     pub resume: Option<StateLocation>,
     pub report: Option<S3Uri>,
@@ -186,13 +189,32 @@ pub async fn run(opts: &Options, clients: &Clients) -> Findings {
 
     // 2. Manifests and the chain.
     let objects: Arc<dyn ObjectReader> = Arc::new(S3Reader::new(clients.s3.clone()));
-    let loaded: Vec<Result<Export>> = futures::future::join_all(
-        opts.exports
-            .iter()
-            .map(|uri| manifest::load(objects.as_ref(), uri)),
-    )
-    .await;
-    for (uri, result) in opts.exports.iter().zip(&loaded) {
+    let (uris, found) = match resolve(objects.as_ref(), &opts.exports, opts.find.as_ref()).await {
+        Ok((uris, choice)) => {
+            if let Some(c) = &choice {
+                checks.push(Check::new(
+                    "chain found",
+                    Status::Pass,
+                    format!(
+                        "{} as of {} (asked: {}): exports {}",
+                        c.table_arn,
+                        c.reached,
+                        c.asked,
+                        c.exports.join(", ")
+                    ),
+                ));
+            }
+            (uris, true)
+        }
+        Err(e) => {
+            checks.push(Check::new("chain found", Status::Fail, e.to_string()));
+            (vec![], false)
+        }
+    };
+    let loaded: Vec<Result<Export>> =
+        futures::future::join_all(uris.iter().map(|uri| manifest::load(objects.as_ref(), uri)))
+            .await;
+    for (uri, result) in uris.iter().zip(&loaded) {
         checks.push(manifest_row(uri, result));
     }
     let exports: Option<Vec<Export>> = loaded.iter().map(|r| r.as_ref().ok().cloned()).collect();
@@ -202,6 +224,7 @@ pub async fn run(opts: &Options, clients: &Clients) -> Findings {
             Status::Skip,
             "not every manifest could be read (see the manifest rows)",
         ),
+        Some(_) if !found => Check::new("chain", Status::Skip, "no chain was found (see above)"),
         Some(list) if list.is_empty() => Check::new("chain", Status::Fail, "no --export was given"),
         Some(list) => chain_row(list, &opts.expect),
     });
@@ -253,7 +276,7 @@ pub async fn run(opts: &Options, clients: &Clients) -> Findings {
             let required = access::permissions(Role::Local, &scope);
             let probes = Probes {
                 exports: &readable,
-                uris: &opts.exports,
+                uris: &uris,
                 table: &opts.table,
                 checkpoint: scope.checkpoint.as_ref(),
                 manage_capacity: opts.manage_capacity,
@@ -264,7 +287,7 @@ pub async fn run(opts: &Options, clients: &Clients) -> Findings {
 
     // 6. The estimate.
     let estimate = estimate(opts, &readable, table.as_ref().ok(), samples.as_deref());
-    checks.push(estimate_row(&estimate, &readable, &opts.exports));
+    checks.push(estimate_row(&estimate, &readable, &uris));
 
     Findings {
         tool: format!("ddb-pitr {}", env!("CARGO_PKG_VERSION")),

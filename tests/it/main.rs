@@ -9,6 +9,7 @@ mod bad_input;
 mod capacity;
 mod cli;
 mod cloud;
+mod discover;
 mod distributed;
 mod integrity;
 mod interruption;

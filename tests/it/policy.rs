@@ -127,6 +127,7 @@ fn restore_options(table: &str, exports: Vec<ExportUri>) -> RestoreOptions {
     RestoreOptions {
         table: table.into(),
         exports,
+        find: None,
         expect: Expectations {
             allow_gaps: true,
             ..Expectations::default()

@@ -310,6 +310,7 @@ async fn validate_makes_no_writes() {
     let mut opts = Options {
         table: table.name.clone(),
         exports,
+        find: None,
         expect: Expectations {
             allow_gaps: true,
             ..Expectations::default()
