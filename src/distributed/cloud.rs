@@ -159,11 +159,7 @@ async fn refuse_if_running(
                         &e,
                     )
                 })?;
-            let input: serde_json::Value = out
-                .input()
-                .and_then(|i| serde_json::from_str(i).ok())
-                .unwrap_or_default();
-            if input["restore_id"] == restore_id {
+            if input_restore_id(out.input()).as_deref() == Some(restore_id) {
                 return Err(Error::Usage(format!(
                     "restore {restore_id} is still running as execution {}; follow it with `ddb-pitr cloud \
                      status {} --wait`, or stop it (aws stepfunctions stop-execution) before continuing it",
@@ -174,6 +170,12 @@ async fn refuse_if_running(
         }
     }
     Ok(())
+}
+
+/// The `restore_id` of an execution's input, which [`start`] always sets.
+fn input_restore_id(input: Option<&str>) -> Option<String> {
+    let input: serde_json::Value = serde_json::from_str(input?).ok()?;
+    input["restore_id"].as_str().map(str::to_owned)
 }
 
 /// The status of an execution started by [`start`] (or by anyone, with a `restore_id` in its input).
@@ -188,19 +190,12 @@ pub async fn status(
         .send()
         .await
         .map_err(|e| sdk_error(format!("DescribeExecution {execution_arn}"), &e))?;
-    let input: serde_json::Value = out
-        .input()
-        .and_then(|i| serde_json::from_str(i).ok())
-        .unwrap_or_default();
-    let restore_id = input["restore_id"]
-        .as_str()
-        .ok_or_else(|| {
-            Error::Usage(format!(
-                "execution {execution_arn} has no restore_id in its input; start executions with \
+    let restore_id = input_restore_id(out.input()).ok_or_else(|| {
+        Error::Usage(format!(
+            "execution {execution_arn} has no restore_id in its input; start executions with \
                  `ddb-pitr cloud start`, or pass restore_id in the input"
-            ))
-        })?
-        .to_owned();
+        ))
+    })?;
     let mut status = Status {
         execution_arn: execution_arn.to_owned(),
         execution_status: out.status().as_str().to_owned(),

@@ -521,22 +521,19 @@ impl ControlTable {
         execution: Option<&str>,
     ) -> Result<()> {
         let now = n(epoch_ms(SystemTime::now()));
-        self.client
-            .update_item()
-            .table_name(&self.name)
-            .set_key(Some(header_key(restore_id)))
-            .update_expression("SET #e = :t, #by = :by, #sent = :now, #active = :now")
-            .expression_attribute_names("#e", counter(k, "enqueued"))
-            .expression_attribute_names("#by", counter(k, "enqueued_by"))
-            .expression_attribute_names("#sent", counter(k, "sent_at"))
-            .expression_attribute_names("#active", counter(k, "active_at"))
-            .expression_attribute_values(":t", AttributeValue::Bool(true))
-            .expression_attribute_values(":by", execution.map_or(AttributeValue::Null(true), s))
-            .expression_attribute_values(":now", now)
-            .send()
-            .await
-            .map_err(|e| sdk_error(format!("UpdateItem {}", self.name), &e))?;
-        Ok(())
+        self.set_header(
+            restore_id,
+            &[
+                (counter(k, "enqueued"), AttributeValue::Bool(true)),
+                (
+                    counter(k, "enqueued_by"),
+                    execution.map_or(AttributeValue::Null(true), s),
+                ),
+                (counter(k, "sent_at"), now.clone()),
+                (counter(k, "active_at"), now),
+            ],
+        )
+        .await
     }
 
     /// Records that messages were sent again for files of export `k`.

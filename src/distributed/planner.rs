@@ -514,10 +514,8 @@ impl Planner {
             Some(files) => files,
             None => self.control.files(restore_id, k).await?,
         };
-        let untouched = |f: &FileRecord| {
-            f.updated_at
-                .is_none_or(|t| SystemTime::now().duration_since(t).unwrap_or_default() >= idle_for)
-        };
+        let untouched =
+            |f: &FileRecord| f.updated_at.is_none_or(|t| since(epoch_ms(t)) >= idle_for);
         let lost: Vec<&str> = files
             .iter()
             .filter(|f| {

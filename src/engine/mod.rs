@@ -37,7 +37,9 @@ use crate::aws::error::is_authorization_code;
 use crate::budget::ByteBudget;
 use crate::error::{DataLocation, Error, Result};
 use crate::export::manifest::{DataFile, ExportType};
-use crate::export::source::{HashingReader, ObjectInfo, ObjectReader, bare_etag, ranged_parts};
+use crate::export::source::{
+    HashingReader, ObjectInfo, ObjectReader, Part, bare_etag, ranged_parts,
+};
 use crate::item::WriteOp;
 use crate::item::key::KeySchema;
 use crate::item::wire::RawWrite;
@@ -250,6 +252,23 @@ impl Engine {
         self.process(f, open, progress, stop, None).await
     }
 
+    /// The object's bytes at the version `info` names, as ranged GETs within the settings' read budget.
+    fn parts(
+        &self,
+        f: FileRef<'_>,
+        info: ObjectInfo,
+    ) -> impl futures::Stream<Item = Result<Part>> + Send + 'static {
+        ranged_parts(
+            self.objects.clone(),
+            f.bucket.to_owned(),
+            f.file.key.clone(),
+            info,
+            self.settings.part_size,
+            self.settings.read_ahead,
+            self.settings.read_budget.clone(),
+        )
+    }
+
     /// Reads the whole object, at the version `open` found, and checks its MD5 against the manifest's.
     async fn verify_first(
         &self,
@@ -264,15 +283,7 @@ impl Engine {
             open.etag().unwrap_or("(none)"),
             f.file.etag.as_deref().unwrap_or("(not in the manifest)"),
         );
-        let parts = ranged_parts(
-            self.objects.clone(),
-            f.bucket.to_owned(),
-            f.file.key.clone(),
-            open.info.clone(),
-            self.settings.part_size,
-            self.settings.read_ahead,
-            self.settings.read_budget.clone(),
-        );
+        let parts = self.parts(f, open.info.clone());
         pin_mut!(parts);
         let mut md5 = Md5::new();
         while let Some(part) = parts.next().await {
@@ -372,15 +383,7 @@ impl Engine {
         let (info, start) = (open.info.clone(), open.start);
         let info_size = info.size;
         let (chunk_tx, chunk_rx) = mpsc::channel(1);
-        let parts = ranged_parts(
-            self.objects.clone(),
-            f.bucket.to_owned(),
-            f.file.key.clone(),
-            info,
-            self.settings.part_size,
-            self.settings.read_ahead,
-            self.settings.read_budget.clone(),
-        );
+        let parts = self.parts(f, info);
         let fetcher = AbortOnDrop(tokio::spawn(async move {
             pin_mut!(parts);
             while let Some(part) = parts.next().await {

@@ -301,6 +301,23 @@ fn table_name(arn: &str) -> &str {
     arn.rsplit_once(":table/").map_or(arn, |(_, name)| name)
 }
 
+/// `--source-table` names a table by ARN or by name.
+fn is_table(arn: &str, want: &str) -> bool {
+    arn == want || table_name(arn) == want
+}
+
+fn no_such_table(catalog: &Catalog, want: &str) -> Error {
+    Error::Chain(format!(
+        "no finished export of table {want} under {}; the tables found are: {}",
+        catalog.prefix,
+        if catalog.exports.is_empty() {
+            "none".into()
+        } else {
+            tables(catalog)
+        }
+    ))
+}
+
 /// Picks the table, then the cheapest chain that ends exactly at the target.
 pub fn choose(catalog: &Catalog, find: &Find) -> Result<Choice> {
     let table_arn = match &find.source_table {
@@ -308,18 +325,8 @@ pub fn choose(catalog: &Catalog, find: &Find) -> Result<Choice> {
             .exports
             .iter()
             .map(|f| f.table_arn.as_str())
-            .find(|arn| arn == want || table_name(arn) == want)
-            .ok_or_else(|| {
-                Error::Chain(format!(
-                    "no finished export of table {want} under {}; the tables found are: {}",
-                    catalog.prefix,
-                    if catalog.exports.is_empty() {
-                        "none".into()
-                    } else {
-                        tables(catalog)
-                    }
-                ))
-            })?
+            .find(|arn| is_table(arn, want))
+            .ok_or_else(|| no_such_table(catalog, want))?
             .to_owned(),
         None => {
             let arns: BTreeSet<&str> = catalog
@@ -458,16 +465,12 @@ pub fn list(catalog: &Catalog, source_table: Option<&str>, allow_gaps: bool) -> 
         .exports
         .iter()
         .map(|f| f.table_arn.as_str())
-        .filter(|arn| source_table.is_none_or(|want| *arn == want || table_name(arn) == want))
+        .filter(|arn| source_table.is_none_or(|want| is_table(arn, want)))
         .collect();
     if let Some(want) = source_table
         && arns.is_empty()
     {
-        return Err(Error::Chain(format!(
-            "no finished export of table {want} under {}; the tables found are: {}",
-            catalog.prefix,
-            tables(catalog)
-        )));
+        return Err(no_such_table(catalog, want));
     }
     let tables = arns
         .into_iter()

@@ -279,16 +279,7 @@ async fn the_state_machine_restores_two_chains_and_fails_on_a_corrupt_file_and_a
             .unwrap();
         gz.finish().unwrap()
     };
-    cloud
-        .aws
-        .s3
-        .put_object()
-        .bucket(&bad_bucket.name)
-        .key(&bad_key)
-        .body(garbage.into())
-        .send()
-        .await
-        .unwrap();
+    bad_bucket.put(&bad_key, garbage).await;
     let bad_exports: Vec<String> = [REAL_FULL, REAL_INC1, REAL_INC2]
         .map(|k| bad_bucket.url(k))
         .to_vec();
@@ -488,20 +479,12 @@ async fn the_state_machine_restores_two_chains_and_fails_on_a_corrupt_file_and_a
     // The way forward from the corrupt chain: put the right object back and start the same restore id
     // again. It runs as a new execution (Step Functions keeps the first one's name), which retries the FAILED
     // file, applies the exports after it, and succeeds with the table exact.
-    cloud
-        .aws
-        .s3
-        .put_object()
-        .bucket(&bad_bucket.name)
-        .key(&bad_key)
-        .body(
-            std::fs::read(cli::real_export().join(&bad_key))
-                .unwrap()
-                .into(),
+    bad_bucket
+        .put(
+            &bad_key,
+            std::fs::read(cli::real_export().join(&bad_key)).unwrap(),
         )
-        .send()
-        .await
-        .unwrap();
+        .await;
     let stop = CancellationToken::new();
     let poller = tokio::spawn(event_source(cloud.clone(), watch.clone(), stop.clone()));
     let continued = run_execution(
