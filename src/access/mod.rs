@@ -23,6 +23,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+pub use crate::aws::arn::Arn;
 use crate::error::{Error, Result};
 use crate::export::location::{S3Uri, report_object};
 use crate::table::capacity::AutoScaling;
@@ -39,6 +40,9 @@ pub enum Role {
     Worker,
     /// The reporter Lambda.
     Reporter,
+    /// The principal that reads the exports when it is not the table side's (`--s3-profile`,
+    /// `--s3-role-arn`): a central backup bucket's reader role.
+    ExportReader,
 }
 
 /// Everything a policy depends on.
@@ -64,6 +68,24 @@ pub struct Scope {
     pub control_table: String,
     /// Distributed mode: the file queue's name.
     pub queue: String,
+    /// The exported table's side: its export APIs, and who reads the exports.
+    pub source: SourceScope,
+}
+
+/// What a restore asks of the exported table and of the export bucket beyond reading the exports.
+#[derive(Debug, Clone, Default)]
+pub struct SourceScope {
+    /// The exported table's ARN, when its export APIs are called.
+    pub table_arn: Option<String>,
+    /// `--source-table` without `--export-prefix`: the exports are found with ListExports and
+    /// DescribeExport.
+    pub list_exports: bool,
+    /// `--request-export`: where missing exports are requested into (the bucket and the S3Prefix given to
+    /// ExportTableToPointInTime).
+    pub request_into: Option<S3Uri>,
+    /// The exports are read as another principal (`--s3-profile`, `--s3-role-arn`): their permissions are
+    /// [`Role::ExportReader`]'s, not the table side's.
+    pub reader_apart: bool,
 }
 
 /// One action on one resource, with an optional IAM `Condition` block.
@@ -137,33 +159,6 @@ impl Scope {
 }
 
 /// A DynamoDB table ARN's parts: `(partition, region, account, table name)`.
-/// The parts of `arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Arn<'a> {
-    pub partition: &'a str,
-    pub service: &'a str,
-    pub region: &'a str,
-    pub account: &'a str,
-    pub resource: &'a str,
-}
-
-impl<'a> Arn<'a> {
-    /// `None` unless `arn` starts with `arn:` and has all six parts (the resource may hold more colons).
-    pub fn parse(arn: &'a str) -> Option<Self> {
-        let parts: Vec<&str> = arn.splitn(6, ':').collect();
-        let ["arn", partition, service, region, account, resource] = parts.as_slice() else {
-            return None;
-        };
-        Some(Arn {
-            partition,
-            service,
-            region,
-            account,
-            resource,
-        })
-    }
-}
-
 pub fn parse_table_arn(arn: &str) -> Result<(String, String, String, String)> {
     let bad = || {
         Error::Usage(format!(
@@ -261,6 +256,38 @@ fn exports(p: &mut Perms, scope: &Scope, list: bool) {
     }
 }
 
+/// The exported table's export APIs: ListExports (no resource-level permissions: `*`) and DescribeExport to
+/// find its exports; ExportTableToPointInTime, DescribeContinuousBackups (the PITR window) and DescribeTable
+/// (a FULL export's size) to request one, with the S3 writes DynamoDB makes as the caller into the
+/// destination.
+fn source(p: &mut Perms, scope: &Scope) {
+    let Some(table) = &scope.source.table_arn else {
+        return;
+    };
+    let exports = format!("{table}/export/*");
+    if scope.source.list_exports {
+        p.add(&["dynamodb:ListExports"], "*", None);
+        p.add(&["dynamodb:DescribeExport"], &exports, None);
+    }
+    if let Some(into) = &scope.source.request_into {
+        p.add(
+            &[
+                "dynamodb:ExportTableToPointInTime",
+                "dynamodb:DescribeContinuousBackups",
+                "dynamodb:DescribeTable",
+            ],
+            table,
+            None,
+        );
+        p.add(&["dynamodb:DescribeExport"], &exports, None);
+        p.add(
+            &["s3:AbortMultipartUpload", "s3:PutObject", "s3:PutObjectAcl"],
+            &scope.object_arn(&into.bucket, &format!("{}*", into.key)),
+            None,
+        );
+    }
+}
+
 /// The S3 checkpoint of a local restore: read (a 404 means "start from the beginning", hence the
 /// `s3:ListBucket` limited to exactly that key) and written.
 fn checkpoint(p: &mut Perms, scope: &Scope) {
@@ -310,13 +337,17 @@ pub fn permissions(role: Role, scope: &Scope) -> Vec<Permission> {
                 // GSI capacity is changed through UpdateTable on the table too.
                 p.add(&["dynamodb:UpdateTable"], &table, None);
             }
-            exports(&mut p, scope, true);
+            if !scope.source.reader_apart {
+                exports(&mut p, scope, true);
+            }
+            source(&mut p, scope);
             checkpoint(&mut p, scope);
             report(&mut p, scope);
             if scope.manage_capacity {
                 autoscaling(&mut p, scope);
             }
         }
+        Role::ExportReader => exports(&mut p, scope, true),
         Role::Planner => {
             p.add(&["dynamodb:DescribeTable"], &table, None);
             exports(&mut p, scope, true);

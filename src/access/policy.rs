@@ -13,7 +13,13 @@ fn purpose(actions: &BTreeSet<&str>, condition: Option<&Value>) -> (u8, &'static
         .and_then(Value::as_object)
         .and_then(|o| o.keys().next().cloned())
         .unwrap_or_default();
-    if has("dynamodb:BatchWriteItem") && !has("dynamodb:Query") && !has("dynamodb:GetItem") {
+    if has("dynamodb:ExportTableToPointInTime") {
+        (13, "RequestMissingExport")
+    } else if has("dynamodb:ListExports") || has("dynamodb:DescribeExport") {
+        (14, "FindExports")
+    } else if has("s3:AbortMultipartUpload") {
+        (15, "DynamoDBWritesRequestedExports")
+    } else if has("dynamodb:BatchWriteItem") && !has("dynamodb:Query") && !has("dynamodb:GetItem") {
         (0, "WriteTargetTable")
     } else if has("dynamodb:DescribeTable") || has("dynamodb:UpdateTable") {
         (1, "DescribeTargetTable")
@@ -171,6 +177,10 @@ pub fn actions_for(service: &str, operation: &str) -> Option<&'static [&'static 
         ("dynamodb", "DeleteItem") => &["dynamodb:DeleteItem"],
         ("dynamodb", "Query") => &["dynamodb:Query"],
         ("dynamodb", "Scan") => &["dynamodb:Scan"],
+        ("dynamodb", "ListExports") => &["dynamodb:ListExports"],
+        ("dynamodb", "DescribeExport") => &["dynamodb:DescribeExport"],
+        ("dynamodb", "ExportTableToPointInTime") => &["dynamodb:ExportTableToPointInTime"],
+        ("dynamodb", "DescribeContinuousBackups") => &["dynamodb:DescribeContinuousBackups"],
         // IAM authorises a transaction by the action of each item. ddb-pitr's transactions (control.rs,
         // `finish`) hold Update items only; a test scans for the item kinds the code builds.
         ("dynamodb", "TransactWriteItems") => &["dynamodb:UpdateItem"],

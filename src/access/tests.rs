@@ -24,6 +24,7 @@ fn scope() -> Scope {
         autoscaling: AutoScaling::Refuse,
         control_table: "ctl".into(),
         queue: "files".into(),
+        source: Default::default(),
     }
 }
 
@@ -35,11 +36,23 @@ fn full_scope() -> Scope {
         kms_keys: vec!["arn:aws:kms:eu-north-1:123456789012:key/k1".into()],
         manage_capacity: true,
         autoscaling: AutoScaling::Adjust,
+        source: SourceScope {
+            table_arn: Some("arn:aws:dynamodb:eu-north-1:123456789012:table/orders-prod".into()),
+            list_exports: true,
+            request_into: Some(uri("backups", "ddb/")),
+            reader_apart: false,
+        },
         ..scope()
     }
 }
 
-const ROLES: [Role; 4] = [Role::Local, Role::Planner, Role::Worker, Role::Reporter];
+const ROLES: [Role; 5] = [
+    Role::Local,
+    Role::Planner,
+    Role::Worker,
+    Role::Reporter,
+    Role::ExportReader,
+];
 
 fn statements(doc: &Value) -> &Vec<Value> {
     doc["Statement"].as_array().expect("statements")

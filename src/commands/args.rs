@@ -4,20 +4,80 @@
 use std::time::Duration;
 
 use clap::{ArgGroup, Args, ValueEnum};
+use ddb_pitr::aws::{ClientOptions, Clients, S3Side};
 use ddb_pitr::budget::ByteBudget;
 use ddb_pitr::engine::{CopiedObjects, DEFAULT_INFLIGHT_BATCHES, Settings};
 use ddb_pitr::export::chain::Expectations;
-use ddb_pitr::export::discover::{Find, Target};
+use ddb_pitr::export::discover::{Find, Origin, Target};
 use ddb_pitr::export::location::ExportUri;
 use ddb_pitr::export::manifest::{ExportType, OutputView};
+use ddb_pitr::export::request::RequestOptions;
 use ddb_pitr::table::capacity::AutoScaling;
 use ddb_pitr::write::BatchSize;
 use ddb_pitr::write::pace::MIN_RATE;
 use ddb_pitr::write::retry::RetryPolicy;
 
+/// Where AWS is reached: the region and endpoint of the table side.
+#[derive(Args)]
+pub struct AwsArgs {
+    /// AWS region of the table (default: the standard AWS configuration chain). The exports are read in it
+    /// too, unless --s3-region says otherwise.
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Endpoint for every AWS service (local emulators). AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_S3 and
+    /// AWS_ENDPOINT_URL_DYNAMODB work as usual.
+    #[arg(long, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+}
+
+impl AwsArgs {
+    pub async fn clients(&self) -> Clients {
+        Clients::load(&self.options(None)).await
+    }
+
+    pub fn options(&self, s3: Option<&S3Args>) -> ClientOptions {
+        ClientOptions {
+            region: self.region.clone(),
+            endpoint_url: self.endpoint_url.clone(),
+            s3: s3.map(S3Args::side).unwrap_or_default(),
+        }
+    }
+}
+
+/// The export bucket's side, when it is in another account or region than the table.
+#[derive(Args)]
+#[command(next_help_heading = "Export bucket")]
+pub struct S3Args {
+    /// Region of the export bucket (default: --region).
+    #[arg(long, value_name = "REGION")]
+    s3_region: Option<String>,
+    /// Read the exports with this profile of the shared AWS config files (default: the table side's
+    /// credentials).
+    #[arg(long, value_name = "PROFILE")]
+    s3_profile: Option<String>,
+    /// Read the exports as this role (sts:AssumeRole with --s3-profile's credentials, or the default
+    /// chain's; refreshed before they expire).
+    #[arg(long, value_name = "ARN")]
+    s3_role_arn: Option<String>,
+    /// Endpoint of the export bucket's S3 (default: --endpoint-url).
+    #[arg(long, value_name = "URL")]
+    s3_endpoint_url: Option<String>,
+}
+
+impl S3Args {
+    pub fn side(&self) -> S3Side {
+        S3Side {
+            region: self.s3_region.clone(),
+            profile: self.s3_profile.clone(),
+            role_arn: self.s3_role_arn.clone(),
+            endpoint_url: self.s3_endpoint_url.clone(),
+        }
+    }
+}
+
 /// The target table and the export chain: given export by export, or found under a prefix for a time.
 #[derive(Args)]
-#[command(group(ArgGroup::new("chain_source").required(true).args(["exports", "export_prefix"])))]
+#[command(group(ArgGroup::new("chain_source").required(true).multiple(true).args(["exports", "export_prefix", "source_table"])))]
 pub struct ChainArgs {
     /// Target table. It must exist, be ACTIVE and have the export's key schema.
     #[arg(long)]
@@ -35,14 +95,31 @@ pub struct ChainArgs {
         requires = "to"
     )]
     export_prefix: Option<String>,
-    /// With --export-prefix: the point to restore to, an RFC 3339 time (2026-11-24T10:30:00Z, or with an
-    /// offset) at which a chain of exports ends, or `latest`.
-    #[arg(long, value_name = "TIME|latest", requires = "export_prefix", value_parser = parse_target)]
+    /// With --export-prefix or --source-table: the point to restore to, an RFC 3339 time
+    /// (2026-11-24T10:30:00Z, or with an offset) at which a chain of exports ends, or `latest`.
+    #[arg(long, value_name = "TIME|latest", value_parser = parse_target)]
     to: Option<Target>,
-    /// With --export-prefix: the table whose exports to use (its ARN or name), when the prefix holds several
-    /// tables' exports.
-    #[arg(long, value_name = "ARN|NAME", requires = "export_prefix")]
+    /// The exported table (its ARN or name): with --export-prefix, the one whose exports to use when the
+    /// prefix holds several tables' exports; alone, its ARN, and the exports are the ones DynamoDB lists
+    /// for it (ListExports, DescribeExport), wherever they landed. Needs --to.
+    #[arg(
+        long,
+        value_name = "ARN|NAME",
+        conflicts_with = "exports",
+        requires = "to"
+    )]
     source_table: Option<String>,
+    /// When no chain ends at --to TIME, ask DynamoDB for the missing exports (ExportTableToPointInTime,
+    /// within the source table's PITR window) into the same bucket and prefix, wait for them, then restore.
+    /// A re-run asks with the same ClientToken and gets the same exports.
+    #[arg(long, requires = "to")]
+    request_export: bool,
+    /// With --request-export: how often each requested export's status is read (DescribeExport).
+    #[arg(long, default_value = "30s", value_parser = parse_interval, requires = "request_export", help_heading = "Tuning")]
+    export_poll_interval: Duration,
+    /// With --request-export: how long to wait for the requested exports.
+    #[arg(long, default_value = "12h", value_parser = humantime::parse_duration, requires = "request_export", help_heading = "Tuning")]
+    export_wait_timeout: Duration,
     /// Assert the export type (once for all exports, or once per --export); read from the manifest otherwise.
     #[arg(long = "type", value_enum)]
     types: Vec<TypeArg>,
@@ -65,15 +142,25 @@ impl ChainArgs {
 
     /// What `--export-prefix`, `--to` and `--source-table` ask to find, if given.
     pub fn find(&self) -> anyhow::Result<Option<Find>> {
-        let Some(prefix) = &self.export_prefix else {
+        let Some(origin) = origin(self.export_prefix.as_deref(), self.source_table.as_deref())?
+        else {
             return Ok(None);
         };
         Ok(Some(Find {
-            prefix: prefix.parse()?,
+            origin,
             source_table: self.source_table.clone(),
             to: self.to.expect("clap requires --to with --export-prefix"),
             allow_gaps: self.allow_gaps,
         }))
+    }
+
+    /// `--request-export` and its timing, if given.
+    pub fn request(&self) -> Option<RequestOptions> {
+        self.request_export.then_some(RequestOptions {
+            poll: self.export_poll_interval,
+            timeout: self.export_wait_timeout,
+            dry_run: false,
+        })
     }
 
     pub fn expectations(&self) -> Expectations {
@@ -196,6 +283,23 @@ impl EngineArgs {
             copied_objects: self.copied_objects.into(),
         }
     }
+}
+
+/// Where to find the exports: under `--export-prefix`, or, with only `--source-table` (an ARN), the ones
+/// DynamoDB lists for that table.
+pub fn origin(
+    export_prefix: Option<&str>,
+    source_table: Option<&str>,
+) -> anyhow::Result<Option<Origin>> {
+    Ok(match (export_prefix, source_table) {
+        (Some(prefix), _) => Some(Origin::Prefix(prefix.parse()?)),
+        (None, Some(arn)) if arn.starts_with("arn:") => Some(Origin::Table(arn.to_owned())),
+        (None, Some(name)) => anyhow::bail!(
+            "--source-table {name} without --export-prefix must be the table's ARN \
+             (arn:aws:dynamodb:REGION:ACCOUNT:table/{name}): DynamoDB lists exports by table ARN"
+        ),
+        (None, None) => None,
+    })
 }
 
 /// `--to`: an RFC 3339 time or `latest`.

@@ -6,25 +6,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use ddb_pitr::aws::Clients;
 use ddb_pitr::distributed::cloud;
 use ddb_pitr::distributed::control::ControlTable;
 use ddb_pitr::distributed::planner::PlanRequest;
 use ddb_pitr::write::BatchSize;
 
 use super::EXIT_FAILED;
-use super::args::parse_interval;
-
-/// Region and endpoint of `cloud` commands.
-#[derive(Args)]
-struct AwsArgs {
-    /// AWS region (default: the standard AWS configuration chain).
-    #[arg(long)]
-    region: Option<String>,
-    /// Endpoint for every AWS service (local emulators).
-    #[arg(long, value_name = "URL")]
-    endpoint_url: Option<String>,
-}
+use super::args::{AwsArgs, parse_interval};
 
 #[derive(Args)]
 pub struct CloudStartArgs {
@@ -73,7 +61,7 @@ pub struct CloudStatusArgs {
 }
 
 pub async fn start(args: CloudStartArgs) -> anyhow::Result<ExitCode> {
-    let clients = Clients::load(args.aws.region, args.aws.endpoint_url).await;
+    let clients = args.aws.clients().await;
     let plan = PlanRequest {
         restore_id: args.restore_id,
         table: args.table,
@@ -92,7 +80,7 @@ pub async fn start(args: CloudStartArgs) -> anyhow::Result<ExitCode> {
 /// planning) on stdout. Exit status: 0 while
 /// running or after success, 1 after any other end.
 pub async fn status(args: CloudStatusArgs) -> anyhow::Result<ExitCode> {
-    let clients = Clients::load(args.aws.region, args.aws.endpoint_url).await;
+    let clients = args.aws.clients().await;
     let control = ControlTable::new(clients.dynamodb.clone(), &args.control_table);
     let mut status = cloud::status(&clients.sfn, &control, &args.execution_arn).await?;
     if args.wait {

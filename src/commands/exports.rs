@@ -7,33 +7,38 @@ use clap::Args;
 use ddb_pitr::aws::Clients;
 use ddb_pitr::clock::rfc3339;
 use ddb_pitr::export::discover::{self, Listing};
+use ddb_pitr::export::resolve;
 use ddb_pitr::export::source::S3Reader;
 
-/// Lists the exports under an S3 prefix, by table, and every point in time they can restore: the time to
-/// give `restore --export-prefix … --to`.
+use super::args::{AwsArgs, S3Args, origin};
+
+/// Lists the exports under an S3 prefix (or the ones DynamoDB lists for a table), by table, and every point
+/// in time they can restore: the time to give `restore --export-prefix … --to`.
 #[derive(Args)]
+#[command(group(clap::ArgGroup::new("origin").required(true).multiple(true).args(["export_prefix", "source_table"])))]
 pub struct ExportsArgs {
     /// The S3 prefix the exports were written to (the folder that holds AWSDynamoDB/).
     #[arg(long, value_name = "S3_URI")]
-    export_prefix: String,
-    /// Only this table's exports (its ARN or name).
+    export_prefix: Option<String>,
+    /// Only this table's exports (its ARN or name). Alone, its ARN: the exports DynamoDB lists for it
+    /// (ListExports, DescribeExport), wherever they landed.
     #[arg(long, value_name = "ARN|NAME")]
     source_table: Option<String>,
     /// Also list the points reached by chains with gaps between exports.
     #[arg(long)]
     allow_gaps: bool,
-    /// AWS region of the export bucket (default: the standard AWS configuration chain).
-    #[arg(long)]
-    region: Option<String>,
-    /// Endpoint for every AWS service (local emulators).
-    #[arg(long, value_name = "URL")]
-    endpoint_url: Option<String>,
+    #[command(flatten)]
+    aws: AwsArgs,
+    #[command(flatten)]
+    s3: S3Args,
 }
 
 pub async fn run(args: ExportsArgs) -> anyhow::Result<ExitCode> {
-    let clients = Clients::load(args.region, args.endpoint_url).await;
-    let objects = S3Reader::new(clients.s3.clone());
-    let catalog = discover::scan(&objects, &args.export_prefix.parse()?).await?;
+    let clients = Clients::load(&args.aws.options(Some(&args.s3))).await;
+    let objects = S3Reader::new(clients.exports.s3.clone());
+    let origin = origin(args.export_prefix.as_deref(), args.source_table.as_deref())?
+        .expect("clap requires --export-prefix or --source-table");
+    let catalog = resolve::catalog(&clients, &objects, &origin).await?;
     let listing = discover::list(&catalog, args.source_table.as_deref(), args.allow_gaps)?;
     eprint!("{}", table(&listing));
     println!("{}", serde_json::to_string_pretty(&listing)?);

@@ -8,21 +8,24 @@ use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use ddb_pitr::access::exports::export_access;
 use ddb_pitr::access::policy::policy_document;
-use ddb_pitr::access::{self, Role, Scope, permissions};
-use ddb_pitr::aws::{Clients, caller_account};
+use ddb_pitr::access::{self, Role, Scope, SourceScope, permissions};
+use ddb_pitr::aws::{ClientOptions, Clients, caller_account};
+use ddb_pitr::export::discover::{self, Origin};
 use ddb_pitr::export::location::{ExportUri, S3Uri, StateLocation};
 use ddb_pitr::export::source::S3Reader;
+use ddb_pitr::export::{request, resolve};
 use serde_json::json;
 
-use super::args::AutoScalingArg;
+use super::args::{AutoScalingArg, S3Args, origin};
 
 #[derive(Args)]
 pub struct PolicyArgs {
     /// Target table: a name, or its ARN (which also gives the partition, region and account).
     #[arg(long)]
     table: String,
-    /// Bucket of the exports. Not needed with --export, which names the bucket.
-    #[arg(long, required_unless_present = "exports")]
+    /// Bucket of the exports. Not needed with --export, --export-prefix or --source-table ARN, which name
+    /// or find it.
+    #[arg(long, required_unless_present_any = ["exports", "export_prefix", "source_table"], conflicts_with = "export_prefix")]
     bucket: Option<String>,
     /// Key prefix of the exports in --bucket; the policy reads only objects under it.
     #[arg(long, default_value = "", requires = "bucket")]
@@ -31,6 +34,18 @@ pub struct PolicyArgs {
     /// exactly and to add kms:Decrypt for its s3SseKmsKeyId.
     #[arg(long = "export", value_name = "S3_URI", value_parser = parse_export)]
     exports: Vec<ExportUri>,
+    /// The restore finds its chain under this prefix (`restore --export-prefix`): ListBucket on its
+    /// AWSDynamoDB/ folder, and reads under it.
+    #[arg(long, value_name = "S3_URI", conflicts_with = "exports")]
+    export_prefix: Option<String>,
+    /// The exported table (`restore --source-table`). Its ARN alone: the restore finds the exports with
+    /// ListExports and DescribeExport (and this command does too, to scope the reads).
+    #[arg(long, value_name = "ARN|NAME")]
+    source_table: Option<String>,
+    /// The restore asks DynamoDB for missing exports (`restore --request-export`): ExportTableToPointInTime
+    /// and the S3 writes DynamoDB makes as the caller. Needs --source-table ARN.
+    #[arg(long, requires = "source_table")]
+    request_export: bool,
     /// Where the report goes (`restore --report`): an object, or a prefix ending in `/`.
     #[arg(long, value_name = "S3_URI", value_parser = parse_s3)]
     report: Option<S3Uri>,
@@ -70,6 +85,10 @@ pub struct PolicyArgs {
     /// Endpoint for every AWS service (local emulators).
     #[arg(long, value_name = "URL")]
     endpoint_url: Option<String>,
+    /// The export bucket's side: with --s3-profile or --s3-role-arn the exports are read as another
+    /// principal, and its policy is printed apart (`{"table": …, "exports": …}`).
+    #[command(flatten)]
+    s3: S3Args,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -125,10 +144,28 @@ pub async fn run(args: PolicyArgs) -> anyhow::Result<ExitCode> {
         )
     };
 
-    // AWS is called only for what the flags do not say: the region, the account, the export manifests.
-    let needs_aws = region.is_none() || account.is_none() || !args.exports.is_empty();
+    let origin = origin(args.export_prefix.as_deref(), args.source_table.as_deref())?;
+    let listed = matches!(origin, Some(Origin::Table(_))) && args.bucket.is_none();
+    if args.request_export
+        && !args
+            .source_table
+            .as_deref()
+            .is_some_and(|t| t.starts_with("arn:"))
+    {
+        bail!(
+            "--request-export needs --source-table as the exported table's ARN: the permissions are on it"
+        );
+    }
+    // AWS is called only for what the flags do not say: the region, the account, the export manifests, the
+    // exports DynamoDB lists.
+    let needs_aws = region.is_none() || account.is_none() || !args.exports.is_empty() || listed;
     let clients = if needs_aws {
-        Some(Clients::load(region.clone(), args.endpoint_url.clone()).await)
+        let opts = ClientOptions {
+            region: region.clone(),
+            endpoint_url: args.endpoint_url.clone(),
+            s3: args.s3.side(),
+        };
+        Some(Clients::load(&opts).await)
     } else {
         None
     };
@@ -158,7 +195,33 @@ pub async fn run(args: PolicyArgs) -> anyhow::Result<ExitCode> {
 
     let mut export_objects = Vec::new();
     let mut kms_keys = args.kms_keys.clone();
-    if args.exports.is_empty() {
+    let mut request_into = None;
+    if let Some(Origin::Prefix(prefix)) = &origin {
+        // Discovery lists `<root>AWSDynamoDB/` and reads everything under it.
+        let root = discover::root_of(prefix);
+        export_objects.push(S3Uri {
+            bucket: prefix.bucket.clone(),
+            key: format!("{root}AWSDynamoDB/"),
+        });
+        request_into = Some(S3Uri {
+            bucket: prefix.bucket.clone(),
+            key: root,
+        });
+    } else if let (true, Some(origin)) = (listed, &origin) {
+        let c = clients.as_ref().expect("loaded to list the exports");
+        let catalog = resolve::catalog(c, &S3Reader::new(c.exports.s3.clone()), origin).await?;
+        let mine: Vec<_> = catalog.exports.iter().collect();
+        for f in &mine {
+            let folder = S3Uri {
+                bucket: f.uri.bucket.clone(),
+                key: format!("{}AWSDynamoDB/", f.uri.root),
+            };
+            if !export_objects.contains(&folder) {
+                export_objects.push(folder);
+            }
+        }
+        request_into = Some(request::destination(&catalog, &mine)?);
+    } else if args.exports.is_empty() {
         let bucket = args
             .bucket
             .clone()
@@ -200,6 +263,12 @@ pub async fn run(args: PolicyArgs) -> anyhow::Result<ExitCode> {
         autoscaling: args.autoscaling.into(),
         control_table: String::new(),
         queue: String::new(),
+        source: SourceScope {
+            table_arn: args.source_table.clone().filter(|t| t.starts_with("arn:")),
+            list_exports: listed,
+            request_into: request_into.filter(|_| args.request_export),
+            reader_apart: args.s3.side().other_principal(),
+        },
     };
     for key in kms_keys {
         let arn = scope.kms_key_arn(&key)?;
@@ -209,6 +278,10 @@ pub async fn run(args: PolicyArgs) -> anyhow::Result<ExitCode> {
     }
 
     let document = match args.mode {
+        Mode::Local if scope.source.reader_apart => json!({
+            "table": policy_document(&permissions(Role::Local, &scope)),
+            "exports": policy_document(&permissions(Role::ExportReader, &scope)),
+        }),
         Mode::Local => policy_document(&permissions(Role::Local, &scope)),
         Mode::Lambda => {
             if scope.manage_capacity {

@@ -13,16 +13,15 @@ use ddb_pitr::report::RunStatus;
 use ddb_pitr::table::capacity::ManageOptions;
 use ddb_pitr::write::BatchSize;
 
-use super::args::{AutoScalingArg, ChainArgs, EngineArgs, parse_interval, parse_rate};
+use super::args::{
+    AutoScalingArg, AwsArgs, ChainArgs, EngineArgs, S3Args, parse_interval, parse_rate,
+};
 use super::{EXIT_FAILED, EXIT_INTERRUPTED, shutdown_signal};
 
 #[derive(Args)]
 pub struct RestoreArgs {
     #[command(flatten)]
     chain: ChainArgs,
-    /// AWS region of the table and the export bucket (default: the standard AWS configuration chain).
-    #[arg(long)]
-    region: Option<String>,
     /// Checkpoint location (s3://bucket/key or a local path). Created if missing; resumed from if present.
     #[arg(long, value_name = "S3_URI_OR_PATH")]
     resume: Option<String>,
@@ -42,10 +41,10 @@ pub struct RestoreArgs {
     /// After SIGINT/SIGTERM, how long in-flight batches may take before the checkpoint is saved.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     shutdown_timeout: Duration,
-    /// Endpoint for every AWS service (local emulators). AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_S3 and
-    /// AWS_ENDPOINT_URL_DYNAMODB work as usual.
-    #[arg(long, value_name = "URL")]
-    endpoint_url: Option<String>,
+    #[command(flatten)]
+    aws: AwsArgs,
+    #[command(flatten)]
+    s3: S3Args,
     #[command(flatten)]
     pub(crate) engine: EngineArgs,
     #[command(flatten)]
@@ -104,6 +103,7 @@ pub async fn run(args: RestoreArgs) -> anyhow::Result<ExitCode> {
         table: args.chain.table.clone(),
         exports: args.chain.export_uris()?,
         find: args.chain.find()?,
+        request: args.chain.request(),
         expect: args.chain.expectations(),
         workers: args.workers.into(),
         settings: args.engine.settings(args.batch_size),
@@ -117,7 +117,7 @@ pub async fn run(args: RestoreArgs) -> anyhow::Result<ExitCode> {
         max_wcu: args.capacity.max_wcu,
         manage_capacity: args.capacity.manage(),
     };
-    let clients = Clients::load(args.region, args.endpoint_url).await;
+    let clients = Clients::load(&args.aws.options(Some(&args.s3))).await;
 
     let outcome = local::run(&opts, &clients, shutdown_signal()).await;
     let json = serde_json::to_string_pretty(&outcome.report).context("serialising the report")?;

@@ -9,7 +9,7 @@ use ddb_pitr::aws::Clients;
 use ddb_pitr::validate::{self, DEFAULT_PRICE_PER_MILLION_WRU, Options};
 
 use super::EXIT_FAILED;
-use super::args::{AutoScalingArg, ChainArgs};
+use super::args::{AutoScalingArg, AwsArgs, ChainArgs, S3Args};
 
 /// Checks credentials, manifests, the chain, the target table, permissions and the checkpoint, and
 /// estimates the write units, time and on-demand cost of the restore. Makes no write calls. Exits 1 if any
@@ -41,12 +41,10 @@ pub struct ValidateArgs {
     /// Lines read from the start of each data file to check keys and estimate item sizes.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     sample_lines: u64,
-    /// AWS region of the table and the export bucket (default: the standard AWS configuration chain).
-    #[arg(long)]
-    region: Option<String>,
-    /// Endpoint for every AWS service (local emulators).
-    #[arg(long, value_name = "URL")]
-    endpoint_url: Option<String>,
+    #[command(flatten)]
+    aws: AwsArgs,
+    #[command(flatten)]
+    s3: S3Args,
 }
 
 pub async fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
@@ -57,6 +55,7 @@ pub async fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
         table: args.chain.table.clone(),
         exports: args.chain.export_uris()?,
         find: args.chain.find()?,
+        request: args.chain.request(),
         expect: args.chain.expectations(),
         resume: args.resume.as_deref().map(str::parse).transpose()?,
         report: args.report.as_deref().map(str::parse).transpose()?,
@@ -66,7 +65,7 @@ pub async fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
         price_per_million_wru: args.price_per_million_wru,
         sample_lines: args.sample_lines,
     };
-    let clients = Clients::load(args.region, args.endpoint_url).await;
+    let clients = Clients::load(&args.aws.options(Some(&args.s3))).await;
     let report = validate::run(&opts, &clients).await;
     eprint!("{}", report.render_table());
     println!(

@@ -10,7 +10,7 @@ use ddb_pitr::aws::Clients;
 use ddb_pitr::distributed::worker::{QueueOptions, Worker, WorkerOptions, run_queue};
 use ddb_pitr::write::BatchSize;
 
-use super::args::{EngineArgs, parse_interval, parse_rate};
+use super::args::{AwsArgs, EngineArgs, S3Args, parse_interval, parse_rate};
 use super::shutdown_signal;
 
 /// Process file messages of distributed restores from an SQS queue, beside or instead of the worker Lambda.
@@ -22,12 +22,10 @@ pub struct WorkerArgs {
     /// The control table of the restores on that queue.
     #[arg(long, value_name = "TABLE")]
     control_table: String,
-    /// AWS region (default: the standard AWS configuration chain).
-    #[arg(long)]
-    region: Option<String>,
-    /// Endpoint for every AWS service (local emulators).
-    #[arg(long, value_name = "URL")]
-    endpoint_url: Option<String>,
+    #[command(flatten)]
+    aws: AwsArgs,
+    #[command(flatten)]
+    s3: S3Args,
     /// Data files processed at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
     workers: u16,
@@ -72,7 +70,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
             humantime::format_duration(args.checkpoint_interval)
         );
     }
-    let clients = Clients::load(args.region, args.endpoint_url).await;
+    let clients = Clients::load(&args.aws.options(Some(&args.s3))).await;
     let worker = Worker::new(
         &clients,
         &args.control_table,

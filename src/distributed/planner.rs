@@ -219,7 +219,8 @@ impl Planner {
             .iter()
             .map(|e| e.parse::<ExportUri>())
             .collect::<Result<Vec<_>>>()?;
-        let objects: Arc<dyn ObjectReader> = Arc::new(S3Reader::new(self.clients.s3.clone()));
+        let objects: Arc<dyn ObjectReader> =
+            Arc::new(S3Reader::new(self.clients.exports.s3.clone()));
         let expect = Expectations {
             types: req.types.clone(),
             view: req.view,

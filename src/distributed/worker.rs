@@ -133,7 +133,7 @@ impl Worker {
             sqs: clients.sqs.clone(),
             queue_url: queue_url.to_owned(),
             options,
-            objects: Arc::new(S3Reader::new(clients.s3.clone())),
+            objects: Arc::new(S3Reader::new(clients.exports.s3.clone())),
             writer,
             stats: Arc::default(),
             plans: Mutex::default(),

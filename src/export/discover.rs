@@ -10,9 +10,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::SystemTime;
 
+use aws_sdk_dynamodb::types::{ExportDescription, ExportStatus};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
+use crate::aws::error::sdk_error;
 use crate::clock::{parse_time, rfc3339};
 use crate::error::{Error, Result};
 use crate::export::location::{ExportUri, S3Uri};
@@ -22,6 +24,8 @@ use crate::export::source::ObjectReader;
 const EXPORT_DIR: &str = "AWSDynamoDB/";
 /// Summaries read at once.
 const READ_CONCURRENCY: usize = 32;
+/// DescribeExport calls at once (a control-plane call, with a lower rate limit than S3 reads).
+const DESCRIBE_CONCURRENCY: usize = 4;
 
 /// A finished export found under the prefix: what its summary says.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -58,11 +62,39 @@ pub struct Skipped {
     pub reason: String,
 }
 
-/// Every export folder under a prefix.
+/// Where the exports were looked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// Under the S3Prefix given to ExportTableToPointInTime: `s3://bucket/<prefix>`, the folder that holds
+    /// `AWSDynamoDB/`.
+    Prefix(S3Uri),
+    /// Every export DynamoDB's ListExports lists for this table ARN, wherever it landed.
+    Table(String),
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Prefix(uri) => write!(f, "{uri}"),
+            Origin::Table(arn) => write!(f, "the exports DynamoDB lists for {arn}"),
+        }
+    }
+}
+
+impl Origin {
+    /// The flag that names this origin, for the messages that suggest a command.
+    pub fn flag(&self) -> String {
+        match self {
+            Origin::Prefix(uri) => format!("--export-prefix {uri}"),
+            Origin::Table(arn) => format!("--source-table {arn}"),
+        }
+    }
+}
+
+/// Every export found at an [`Origin`].
 #[derive(Debug, Clone)]
 pub struct Catalog {
-    /// `s3://bucket/<prefix>`, the folder that holds `AWSDynamoDB/`.
-    pub prefix: S3Uri,
+    pub origin: Origin,
     /// Sorted by table, then by start and end.
     pub exports: Vec<Found>,
     pub skipped: Vec<Skipped>,
@@ -70,7 +102,7 @@ pub struct Catalog {
 
 /// The folder that holds `AWSDynamoDB/`: the prefix as given to ExportTableToPointInTime, or that prefix
 /// with `AWSDynamoDB/` already appended.
-fn root_of(prefix: &S3Uri) -> String {
+pub fn root_of(prefix: &S3Uri) -> String {
     let key = prefix.key.trim_start_matches('/');
     let key = key.strip_suffix(EXPORT_DIR).unwrap_or(key);
     match key {
@@ -104,16 +136,31 @@ pub async fn scan(objects: &dyn ObjectReader, prefix: &S3Uri) -> Result<Catalog>
             prefix.bucket
         )));
     }
-    let reads = futures::stream::iter(ids.into_iter().map(|export_id| {
-        let uri = ExportUri {
+    let uris = ids
+        .into_iter()
+        .map(|export_id| ExportUri {
             bucket: prefix.bucket.clone(),
             root: root.clone(),
             export_id,
-        };
-        async move {
-            let read = read_summary(objects, &uri).await;
-            (uri, read)
-        }
+        })
+        .collect();
+    let (exports, skipped) = read_all(objects, uris).await?;
+    Ok(Catalog {
+        origin: Origin::Prefix(base),
+        exports,
+        skipped,
+    })
+}
+
+/// Reads the summaries of `uris` in parallel: the finished exports, sorted by table then time, and the
+/// folders that are not (with their reason).
+pub async fn read_all(
+    objects: &dyn ObjectReader,
+    uris: Vec<ExportUri>,
+) -> Result<(Vec<Found>, Vec<Skipped>)> {
+    let reads = futures::stream::iter(uris.into_iter().map(|uri| async move {
+        let read = read_summary(objects, &uri).await;
+        (uri, read)
     }))
     .buffer_unordered(READ_CONCURRENCY)
     .collect::<Vec<_>>()
@@ -156,6 +203,84 @@ pub async fn scan(objects: &dyn ObjectReader, prefix: &S3Uri) -> Result<Catalog>
     for s in &skipped {
         tracing::warn!(export = s.export, "skipped: {}", s.reason);
     }
+    sort(&mut exports);
+    skipped.sort_by(|a, b| a.export.cmp(&b.export));
+    Ok((exports, skipped))
+}
+
+/// The exports of `table_arn` that DynamoDB lists (ListExports, DescribeExport for each finished one),
+/// wherever they landed, with their summaries read from S3 as under a prefix. Exports that are running
+/// or failed are skipped with their status.
+pub async fn scan_table(
+    dynamodb: &aws_sdk_dynamodb::Client,
+    objects: &dyn ObjectReader,
+    table_arn: &str,
+) -> Result<Catalog> {
+    let mut arns = Vec::new();
+    let mut skipped = Vec::new();
+    let mut token = None;
+    loop {
+        let out = dynamodb
+            .list_exports()
+            .table_arn(table_arn)
+            .set_next_token(token)
+            .send()
+            .await
+            .map_err(|e| sdk_error(format!("ListExports {table_arn}"), &e))?;
+        for e in out.export_summaries() {
+            let arn = e.export_arn().unwrap_or_default().to_owned();
+            match e.export_status() {
+                Some(ExportStatus::Completed) => arns.push(arn),
+                status => skipped.push(Skipped {
+                    export: arn,
+                    reason: format!(
+                        "ListExports says {}",
+                        status.map_or("no status", |s| s.as_str())
+                    ),
+                }),
+            }
+        }
+        token = out.next_token().map(str::to_owned);
+        if token.is_none() {
+            break;
+        }
+    }
+    let described = futures::stream::iter(arns.into_iter().map(|arn| async move {
+        let out = dynamodb.describe_export().export_arn(&arn).send().await;
+        (arn, out)
+    }))
+    .buffer_unordered(DESCRIBE_CONCURRENCY)
+    .collect::<Vec<_>>()
+    .await;
+    let mut uris = Vec::new();
+    for (arn, out) in described {
+        let out = out.map_err(|e| sdk_error(format!("DescribeExport {arn}"), &e))?;
+        match out.export_description().and_then(landed_at) {
+            Some(uri) => uris.push(uri),
+            None => skipped.push(Skipped {
+                export: arn,
+                reason: "DescribeExport names no S3 bucket and manifest".into(),
+            }),
+        }
+    }
+    if uris.is_empty() && skipped.is_empty() {
+        return Err(Error::Chain(format!(
+            "DynamoDB lists no export of {table_arn} (ListExports covers the last 90 days); give \
+             --export-prefix the S3 prefix older exports were written to"
+        )));
+    }
+    let (exports, more) = read_all(objects, uris).await?;
+    skipped.extend(more);
+    skipped.sort_by(|a, b| a.export.cmp(&b.export));
+    Ok(Catalog {
+        origin: Origin::Table(table_arn.to_owned()),
+        exports,
+        skipped,
+    })
+}
+
+/// By table, then by start and end.
+fn sort(exports: &mut [Found]) {
     exports.sort_by(|a, b| {
         (&a.table_arn, a.start, a.end, &a.export_id).cmp(&(
             &b.table_arn,
@@ -164,12 +289,32 @@ pub async fn scan(objects: &dyn ObjectReader, prefix: &S3Uri) -> Result<Catalog>
             &b.export_id,
         ))
     });
-    skipped.sort_by(|a, b| a.export.cmp(&b.export));
-    Ok(Catalog {
-        prefix: base,
-        exports,
-        skipped,
-    })
+}
+
+impl Catalog {
+    /// Adds exports found since (requested ones that landed).
+    pub fn add(&mut self, found: Vec<Found>) {
+        self.exports.extend(found);
+        sort(&mut self.exports);
+    }
+
+    /// The exports of one table.
+    pub fn of(&self, table_arn: &str) -> Vec<&Found> {
+        self.exports
+            .iter()
+            .filter(|f| f.table_arn == table_arn)
+            .collect()
+    }
+}
+
+/// Where an export described by DynamoDB landed: its bucket and the folder of its `ExportManifest` (the
+/// key of its manifest-summary.json).
+pub fn landed_at(d: &ExportDescription) -> Option<ExportUri> {
+    let bucket = d.s3_bucket()?;
+    let manifest = d.export_manifest()?;
+    format!("s3://{bucket}/{}", manifest.trim_start_matches('/'))
+        .parse()
+        .ok()
 }
 
 /// A point in time that can be restored, with the cheapest chain that reaches it.
@@ -257,11 +402,11 @@ impl std::str::FromStr for Target {
     }
 }
 
-/// What to look for: the exports under `prefix` of `source_table` (an ARN or a table name; needed when
-/// the prefix holds several tables' exports), restored to `to`.
+/// What to look for: the exports at `origin` of `source_table` (an ARN or a table name; needed when a
+/// prefix holds several tables' exports), restored to `to`.
 #[derive(Debug, Clone)]
 pub struct Find {
-    pub prefix: S3Uri,
+    pub origin: Origin,
     pub source_table: Option<String>,
     pub to: Target,
     pub allow_gaps: bool,
@@ -270,7 +415,8 @@ pub struct Find {
 /// The chain chosen, and what was left out; the report's `chain` section.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Choice {
-    pub prefix: String,
+    /// Where the exports were looked for: the prefix, or the table whose exports DynamoDB lists.
+    pub source: String,
     pub table_arn: String,
     /// The time asked for (RFC 3339), or `latest`.
     pub asked: String,
@@ -281,6 +427,23 @@ pub struct Choice {
     #[serde(skip)]
     pub uris: Vec<ExportUri>,
     pub skipped: Vec<Skipped>,
+    /// The exports DynamoDB was asked for (`--request-export`), on the chain.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requested: Vec<Requested>,
+}
+
+/// An export requested with ExportTableToPointInTime, and what DynamoDB billed for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Requested {
+    pub export_arn: String,
+    #[serde(rename = "type")]
+    pub export_type: ExportType,
+    /// INCREMENTAL only (RFC 3339).
+    pub from: Option<String>,
+    pub to: String,
+    pub client_token: String,
+    pub billed_bytes: Option<u64>,
+    pub items: Option<u64>,
 }
 
 /// The tables whose exports are in `catalog`, with their export counts, for messages.
@@ -308,8 +471,8 @@ fn is_table(arn: &str, want: &str) -> bool {
 
 fn no_such_table(catalog: &Catalog, want: &str) -> Error {
     Error::Chain(format!(
-        "no finished export of table {want} under {}; the tables found are: {}",
-        catalog.prefix,
+        "no finished export of table {want} in {}; the tables found are: {}",
+        catalog.origin,
         if catalog.exports.is_empty() {
             "none".into()
         } else {
@@ -318,9 +481,9 @@ fn no_such_table(catalog: &Catalog, want: &str) -> Error {
     ))
 }
 
-/// Picks the table, then the cheapest chain that ends exactly at the target.
-pub fn choose(catalog: &Catalog, find: &Find) -> Result<Choice> {
-    let table_arn = match &find.source_table {
+/// The table whose exports to use: `find`'s source table (by ARN or name), or the only one found.
+pub fn pick_table(catalog: &Catalog, find: &Find) -> Result<String> {
+    Ok(match &find.source_table {
         Some(want) => catalog
             .exports
             .iter()
@@ -337,8 +500,8 @@ pub fn choose(catalog: &Catalog, find: &Find) -> Result<Choice> {
             match arns.len() {
                 0 => {
                     return Err(Error::Chain(format!(
-                        "no finished export under {} ({} folder(s) skipped; see the warnings above)",
-                        catalog.prefix,
+                        "no finished export in {} ({} skipped; see the warnings above)",
+                        catalog.origin,
                         catalog.skipped.len()
                     )));
                 }
@@ -346,19 +509,20 @@ pub fn choose(catalog: &Catalog, find: &Find) -> Result<Choice> {
                 _ => {
                     return Err(Error::Usage(format!(
                         "{} holds exports of {} tables: {}; choose one with --source-table (its ARN or name)",
-                        catalog.prefix,
+                        catalog.origin,
                         arns.len(),
                         tables(catalog)
                     )));
                 }
             }
         }
-    };
-    let mine: Vec<&Found> = catalog
-        .exports
-        .iter()
-        .filter(|f| f.table_arn == table_arn)
-        .collect();
+    })
+}
+
+/// Picks the table, then the cheapest chain that ends exactly at the target.
+pub fn choose(catalog: &Catalog, find: &Find) -> Result<Choice> {
+    let table_arn = pick_table(catalog, find)?;
+    let mine = catalog.of(&table_arn);
     let all = points(&mine, find.allow_gaps);
     let name = table_name(&table_arn);
     let point = match find.to {
@@ -375,13 +539,13 @@ pub fn choose(catalog: &Catalog, find: &Find) -> Result<Choice> {
         let show = |p: Option<&Point>| p.map_or("none".to_owned(), |p| rfc3339(p.time));
         return Err(Error::Chain(format!(
             "no chain of exports of table {name} ends at {}: the nearest points that can be restored are {} \
-             (before) and {} (after). Restore to one of them, or export the table at that time \
-             (ExportTableToPointInTime) into {}; `ddb-pitr exports --export-prefix {}` lists every point{}",
+             (before) and {} (after). Restore to one of them, or add --request-export to have DynamoDB \
+             export what is missing (within the table's PITR window); `ddb-pitr exports {}` lists every \
+             point{}",
             rfc3339(asked),
             show(before),
             show(after),
-            catalog.prefix,
-            catalog.prefix,
+            catalog.origin.flag(),
             if find.allow_gaps {
                 ""
             } else {
@@ -429,7 +593,7 @@ pub fn choose(catalog: &Catalog, find: &Find) -> Result<Choice> {
         "chain found"
     );
     Ok(Choice {
-        prefix: catalog.prefix.to_string(),
+        source: catalog.origin.to_string(),
         table_arn,
         asked: match find.to {
             Target::Latest => "latest".into(),
@@ -439,6 +603,7 @@ pub fn choose(catalog: &Catalog, find: &Find) -> Result<Choice> {
         exports: point.chain.clone(),
         uris,
         skipped,
+        requested: Vec::new(),
     })
 }
 
@@ -453,7 +618,8 @@ pub struct TableListing {
 /// What `ddb-pitr exports` prints: every table found, its exports, and every point that can be restored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Listing {
-    pub prefix: String,
+    /// Where the exports were looked for: the prefix, or the table whose exports DynamoDB lists.
+    pub source: String,
     pub tables: Vec<TableListing>,
     /// Folders that are not finished exports (still running, failed, unreadable).
     pub skipped: Vec<Skipped>,
@@ -475,11 +641,7 @@ pub fn list(catalog: &Catalog, source_table: Option<&str>, allow_gaps: bool) -> 
     let tables = arns
         .into_iter()
         .map(|arn| {
-            let mine: Vec<&Found> = catalog
-                .exports
-                .iter()
-                .filter(|f| f.table_arn == arn)
-                .collect();
+            let mine = catalog.of(arn);
             TableListing {
                 table_arn: arn.to_owned(),
                 points: points(&mine, allow_gaps),
@@ -488,31 +650,10 @@ pub fn list(catalog: &Catalog, source_table: Option<&str>, allow_gaps: bool) -> 
         })
         .collect();
     Ok(Listing {
-        prefix: catalog.prefix.to_string(),
+        source: catalog.origin.to_string(),
         tables,
         skipped: catalog.skipped.clone(),
     })
-}
-
-/// Lists the exports under the prefix and chooses the chain.
-pub async fn find(objects: &dyn ObjectReader, find: &Find) -> Result<Choice> {
-    choose(&scan(objects, &find.prefix).await?, find)
-}
-
-/// The exports to restore: `exports` as given, or the chain `find` chooses (with the choice, for the
-/// report).
-pub async fn resolve(
-    objects: &dyn ObjectReader,
-    exports: &[ExportUri],
-    find: Option<&Find>,
-) -> Result<(Vec<ExportUri>, Option<Choice>)> {
-    match find {
-        None => Ok((exports.to_vec(), None)),
-        Some(f) => {
-            let choice = self::find(objects, f).await?;
-            Ok((choice.uris.clone(), Some(choice)))
-        }
-    }
 }
 
 fn as_rfc3339<S: serde::Serializer>(t: &SystemTime, s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -548,7 +689,7 @@ mod tests {
     fn catalog() -> Catalog {
         use ExportType::{Full, Incremental as Inc};
         Catalog {
-            prefix: "s3://b/p/".parse().unwrap(),
+            origin: Origin::Prefix("s3://b/p/".parse().unwrap()),
             exports: vec![
                 found("full-0900", T, Full, "09:00:00", "09:00:00", 1000),
                 found("full-1000", T, Full, "10:00:00", "10:00:00", 1000),
@@ -577,7 +718,7 @@ mod tests {
 
     fn find(to: Target, table: Option<&str>, allow_gaps: bool) -> Find {
         Find {
-            prefix: "s3://b/p/".parse().unwrap(),
+            origin: Origin::Prefix("s3://b/p/".parse().unwrap()),
             source_table: table.map(str::to_owned),
             to,
             allow_gaps,
@@ -656,7 +797,8 @@ mod tests {
         for needle in [
             "no chain of exports of table orders ends at 2026-01-14T10:20:00.000Z",
             "2026-01-14T10:15:00.000Z (before) and 2026-01-14T10:30:00.000Z (after)",
-            "ExportTableToPointInTime",
+            "--request-export",
+            "`ddb-pitr exports --export-prefix s3://b/p/`",
             "--allow-gaps",
         ] {
             assert!(e.contains(needle), "{needle:?} in {e}");

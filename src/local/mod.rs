@@ -19,9 +19,11 @@ use crate::aws::Clients;
 use crate::engine::{Engine, Settings};
 use crate::error::{Error, Result};
 use crate::export::chain::{Discontinuity, Expectations};
-use crate::export::discover::{Find, resolve};
+use crate::export::discover::Find;
 use crate::export::location::{ExportUri, S3Uri, StateLocation};
 use crate::export::manifest::Export;
+use crate::export::request::RequestOptions;
+use crate::export::resolve::resolve;
 use crate::export::source::{ObjectReader, S3Reader};
 use crate::item::key::KeySchema;
 use crate::preflight::prepare;
@@ -42,6 +44,8 @@ pub struct RestoreOptions {
     pub exports: Vec<ExportUri>,
     /// Find the chain under a prefix instead (`--export-prefix` and `--to`); `exports` is then empty.
     pub find: Option<Find>,
+    /// `--request-export`: ask DynamoDB for the exports missing for `find`'s time, and wait for them.
+    pub request: Option<RequestOptions>,
     pub expect: Expectations,
     pub workers: usize,
     pub settings: Settings,
@@ -72,7 +76,7 @@ pub async fn run(
     clients: &Clients,
     shutdown: impl Future<Output = ()>,
 ) -> Outcome {
-    let objects: Arc<dyn ObjectReader> = Arc::new(S3Reader::new(clients.s3.clone()));
+    let objects: Arc<dyn ObjectReader> = Arc::new(S3Reader::new(clients.exports.s3.clone()));
     let writer: Option<Arc<dyn BatchWriter>> = (!opts.dry_run).then(|| {
         pace::paced(
             Arc::new(DynamoWriter::new(&clients.dynamodb)),
@@ -100,7 +104,19 @@ pub async fn run(
     let mut choice = None;
     let preflight = tokio::select! {
         p = async {
-            let (exports, chosen) = resolve(objects.as_ref(), &opts.exports, opts.find.as_ref()).await?;
+            let (exports, chosen) = resolve(
+                clients,
+                objects.as_ref(),
+                &opts.exports,
+                opts.find.as_ref(),
+                opts.request
+                    .map(|r| RequestOptions {
+                        dry_run: r.dry_run || opts.dry_run,
+                        ..r
+                    })
+                    .as_ref(),
+            )
+            .await?;
             choice = chosen;
             preflight(opts, &exports, clients, objects.clone(), store.as_ref()).await
         } => p,

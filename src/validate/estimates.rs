@@ -640,6 +640,7 @@ mod tests {
             table: "t".into(),
             exports: vec![],
             find: None,
+            request: None,
             expect: Expectations::default(),
             resume: None,
             report: None,

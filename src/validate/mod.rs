@@ -30,9 +30,11 @@ use crate::aws::Clients;
 use crate::aws::error::describe;
 use crate::error::Result;
 use crate::export::chain::Expectations;
-use crate::export::discover::{Find, resolve};
+use crate::export::discover::Find;
 use crate::export::location::{ExportUri, S3Uri, StateLocation};
 use crate::export::manifest::{self, Export};
+use crate::export::request::RequestOptions;
+use crate::export::resolve::resolve;
 use crate::export::source::{ObjectReader, S3Reader};
 use crate::table::capacity::AutoScaling;
 
@@ -53,6 +55,8 @@ pub struct Options {
     pub exports: Vec<ExportUri>,
     /// Find the chain under a prefix instead (`--export-prefix` and `--to`).
     pub find: Option<Find>,
+    /// `--request-export`: ask DynamoDB for the exports missing for `find`'s time, and wait for them.
+    pub request: Option<RequestOptions>,
     pub expect: Expectations,
     pub resume: Option<StateLocation>,
     pub report: Option<S3Uri>,
@@ -188,8 +192,18 @@ pub async fn run(opts: &Options, clients: &Clients) -> Findings {
     };
 
     // 2. Manifests and the chain.
-    let objects: Arc<dyn ObjectReader> = Arc::new(S3Reader::new(clients.s3.clone()));
-    let (uris, found) = match resolve(objects.as_ref(), &opts.exports, opts.find.as_ref()).await {
+    let objects: Arc<dyn ObjectReader> = Arc::new(S3Reader::new(clients.exports.s3.clone()));
+    let (uris, found) = match resolve(
+        clients,
+        objects.as_ref(),
+        &opts.exports,
+        opts.find.as_ref(),
+        opts.request
+            .map(|r| RequestOptions { dry_run: true, ..r })
+            .as_ref(),
+    )
+    .await
+    {
         Ok((uris, choice)) => {
             if let Some(c) = &choice {
                 checks.push(Check::new(

@@ -65,6 +65,7 @@ pub(super) async fn scope(
         autoscaling: opts.autoscaling,
         control_table: String::new(),
         queue: String::new(),
+        source: Default::default(),
     }
 }
 
@@ -412,6 +413,7 @@ pub(super) async fn probe(
     for uri in p.uris {
         let key = uri.key("manifest-summary.json");
         let result = clients
+            .exports
             .s3
             .head_object()
             .bucket(&uri.bucket)
@@ -430,6 +432,7 @@ pub(super) async fn probe(
     for uri in p.uris {
         let prefix = uri.key("");
         let result = clients
+            .exports
             .s3
             .list_objects_v2()
             .bucket(&uri.bucket)
@@ -449,6 +452,7 @@ pub(super) async fn probe(
     for export in p.exports {
         if let Some(file) = export.files.iter().find(|f| f.item_count > 0) {
             let result = clients
+                .exports
                 .s3
                 .get_object()
                 .bucket(&export.uri.bucket)
@@ -701,6 +705,7 @@ mod tests {
                 autoscaling: AutoScaling::Refuse,
                 control_table: String::new(),
                 queue: String::new(),
+                source: Default::default(),
             }
         }
 

@@ -67,6 +67,7 @@ async fn scope(
         autoscaling: AutoScaling::Refuse,
         control_table: String::new(),
         queue: String::new(),
+        source: Default::default(),
     }
 }
 
@@ -128,6 +129,7 @@ fn restore_options(table: &str, exports: Vec<ExportUri>) -> RestoreOptions {
         table: table.into(),
         exports,
         find: None,
+        request: None,
         expect: Expectations {
             allow_gaps: true,
             ..Expectations::default()

@@ -311,6 +311,7 @@ async fn validate_makes_no_writes() {
         table: table.name.clone(),
         exports,
         find: None,
+        request: None,
         expect: Expectations {
             allow_gaps: true,
             ..Expectations::default()

@@ -8,7 +8,7 @@
 //! Errors carry the stable names `Retryable`, `Fatal` or `Stalled` as their `errorType`, for Step
 //! Functions' `Retry` and `Catch`.
 
-use ddb_pitr::aws::{Clients, env};
+use ddb_pitr::aws::{ClientOptions, Clients, env};
 use ddb_pitr::distributed::planner::{Planner, PlannerRequest};
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde_json::Value;
@@ -24,7 +24,7 @@ impl Handler {
 
     /// Reads the configuration from the environment.
     pub async fn from_env() -> Result<Self, ddb_pitr::Error> {
-        let clients = Clients::load(None, None).await;
+        let clients = Clients::load(&ClientOptions::from_env()).await;
         let mut planner = Planner::new(
             clients,
             &env::required("DDB_PITR_CONTROL_TABLE")?,

@@ -5,7 +5,7 @@
 //! Configuration: `DDB_PITR_CONTROL_TABLE`. Errors carry the stable names `Retryable` or `Fatal` as their
 //! `errorType`.
 
-use ddb_pitr::aws::{Clients, env};
+use ddb_pitr::aws::{ClientOptions, Clients, env};
 use ddb_pitr::distributed::control::ControlTable;
 use ddb_pitr::distributed::reporter::{ReportSummary, report};
 use lambda_runtime::{Diagnostic, LambdaEvent};
@@ -34,7 +34,7 @@ impl Handler {
 
     /// Reads the configuration from the environment.
     pub async fn from_env() -> Result<Self, ddb_pitr::Error> {
-        let clients = Clients::load(None, None).await;
+        let clients = Clients::load(&ClientOptions::from_env()).await;
         Ok(Handler::new(
             &clients,
             &env::required("DDB_PITR_CONTROL_TABLE")?,

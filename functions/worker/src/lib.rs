@@ -10,7 +10,7 @@
 use std::time::{Duration, SystemTime};
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use ddb_pitr::aws::{Clients, env};
+use ddb_pitr::aws::{ClientOptions, Clients, env};
 use ddb_pitr::distributed::worker::{Disposition, Worker, WorkerOptions};
 use ddb_pitr::engine::Settings;
 use ddb_pitr::write::pace::MIN_RATE;
@@ -38,7 +38,7 @@ impl Handler {
 
     /// Reads the configuration from the environment.
     pub async fn from_env() -> Result<Self, ddb_pitr::Error> {
-        let clients = Clients::load(None, None).await;
+        let clients = Clients::load(&ClientOptions::from_env()).await;
         let defaults = WorkerOptions::default();
         let options = WorkerOptions {
             deadline_margin: env::duration("DDB_PITR_DEADLINE_MARGIN", defaults.deadline_margin)?,

@@ -26,7 +26,7 @@ const MAX_HEAD: usize = 64 * 1024;
 pub struct RecordingProxy {
     /// `http://127.0.0.1:PORT`
     pub endpoint: String,
-    log: Arc<Mutex<Vec<String>>>,
+    log: Arc<Mutex<Vec<(String, String)>>>,
     shutdown: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -80,6 +80,12 @@ impl RecordingProxy {
     /// (`DynamoDB_20120810.BatchWriteItem`), otherwise `"<METHOD> <path>"` without the query
     /// (`PUT /bucket/key`).
     pub fn requests(&self) -> Vec<String> {
+        self.signed().into_iter().map(|(entry, _)| entry).collect()
+    }
+
+    /// Each request as in [`Self::requests`], with the SigV4 credential scope that signed it
+    /// (`ACCESS_KEY/DATE/REGION/SERVICE/aws4_request`, empty when unsigned).
+    pub fn signed(&self) -> Vec<(String, String)> {
         self.log.lock().expect("proxy log").clone()
     }
 
@@ -100,7 +106,11 @@ impl Drop for RecordingProxy {
     }
 }
 
-async fn accept_loop(listener: TcpListener, upstream: String, log: Arc<Mutex<Vec<String>>>) {
+async fn accept_loop(
+    listener: TcpListener,
+    upstream: String,
+    log: Arc<Mutex<Vec<(String, String)>>>,
+) {
     loop {
         let (conn, _) = match listener.accept().await {
             Ok(c) => c,
@@ -190,7 +200,11 @@ async fn read_head<R: AsyncBufRead + Unpin>(r: &mut R) -> Result<Option<Head>, S
 }
 
 /// Serves one client connection: a single request, then close (see the module doc).
-async fn serve(client: TcpStream, upstream: &str, log: &Mutex<Vec<String>>) -> Result<(), String> {
+async fn serve(
+    client: TcpStream,
+    upstream: &str,
+    log: &Mutex<Vec<(String, String)>>,
+) -> Result<(), String> {
     let (client_r, mut client_w) = client.into_split();
     let mut client_r = BufReader::new(client_r);
     let Some(req) = read_head(&mut client_r).await? else {
@@ -205,7 +219,13 @@ async fn serve(client: TcpStream, upstream: &str, log: &Mutex<Vec<String>>) -> R
         Some(t) => t.to_owned(),
         None => format!("{method} {path}"),
     };
-    log.lock().expect("proxy log").push(entry);
+    let scope = req
+        .get("authorization")
+        .and_then(|a| a.split("Credential=").nth(1))
+        .and_then(|c| c.split(',').next())
+        .unwrap_or_default()
+        .to_owned();
+    log.lock().expect("proxy log").push((entry, scope));
 
     let upstream_conn = TcpStream::connect(upstream)
         .await

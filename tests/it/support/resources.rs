@@ -37,6 +37,26 @@ impl TestBucket {
         }
     }
 
+    /// A bucket in `region` (its LocationConstraint), created with `s3`, a client of that region.
+    pub async fn create_in(s3: &aws_sdk_s3::Client, prefix: &str, region: &str) -> TestBucket {
+        use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
+        let name = unique_name(prefix);
+        s3.create_bucket()
+            .bucket(&name)
+            .create_bucket_configuration(
+                CreateBucketConfiguration::builder()
+                    .location_constraint(BucketLocationConstraint::from(region))
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("CreateBucket {name} in {region}: {e:?}"));
+        TestBucket {
+            name,
+            client: s3.clone(),
+        }
+    }
+
     /// `s3://<bucket>/<key_prefix>` with a trailing `/` (or just `s3://<bucket>/`).
     pub fn url(&self, key_prefix: &str) -> String {
         format!("s3://{}/{}", self.name, key_prefix)
