@@ -259,8 +259,8 @@ fn exports(p: &mut Perms, scope: &Scope, list: bool) {
 /// The exported table's export APIs: ListExports (no resource-level permissions: `*`) and DescribeExport to
 /// find its exports; ExportTableToPointInTime, DescribeContinuousBackups (the PITR window) and DescribeTable
 /// (a FULL export's size) to request one, with the S3 writes DynamoDB makes as the caller into the
-/// destination.
-fn source(p: &mut Perms, scope: &Scope) {
+/// destination (only where `requests` are made: the local runner and `cloud start`).
+fn source(p: &mut Perms, scope: &Scope, requests: bool) {
     let Some(table) = &scope.source.table_arn else {
         return;
     };
@@ -269,7 +269,7 @@ fn source(p: &mut Perms, scope: &Scope) {
         p.add(&["dynamodb:ListExports"], "*", None);
         p.add(&["dynamodb:DescribeExport"], &exports, None);
     }
-    if let Some(into) = &scope.source.request_into {
+    if let Some(into) = scope.source.request_into.as_ref().filter(|_| requests) {
         p.add(
             &[
                 "dynamodb:ExportTableToPointInTime",
@@ -340,7 +340,7 @@ pub fn permissions(role: Role, scope: &Scope) -> Vec<Permission> {
             if !scope.source.reader_apart {
                 exports(&mut p, scope, true);
             }
-            source(&mut p, scope);
+            source(&mut p, scope, true);
             checkpoint(&mut p, scope);
             report(&mut p, scope);
             if scope.manage_capacity {
@@ -351,6 +351,8 @@ pub fn permissions(role: Role, scope: &Scope) -> Vec<Permission> {
         Role::Planner => {
             p.add(&["dynamodb:DescribeTable"], &table, None);
             exports(&mut p, scope, true);
+            // `cloud start --source-table ARN`: the planner finds the chain; requests are made by the CLI.
+            source(&mut p, scope, false);
             p.add(
                 &[
                     "dynamodb:GetItem",

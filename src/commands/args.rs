@@ -142,7 +142,8 @@ impl ChainArgs {
 
     /// What `--export-prefix`, `--to` and `--source-table` ask to find, if given.
     pub fn find(&self) -> anyhow::Result<Option<Find>> {
-        let Some(origin) = origin(self.export_prefix.as_deref(), self.source_table.as_deref())?
+        let Some(origin) =
+            Origin::given(self.export_prefix.as_deref(), self.source_table.as_deref())?
         else {
             return Ok(None);
         };
@@ -152,6 +153,14 @@ impl ChainArgs {
             to: self.to.expect("clap requires --to with --export-prefix"),
             allow_gaps: self.allow_gaps,
         }))
+    }
+
+    pub fn export_prefix(&self) -> Option<&str> {
+        self.export_prefix.as_deref()
+    }
+
+    pub fn source_table(&self) -> Option<&str> {
+        self.source_table.as_deref()
     }
 
     /// `--request-export` and its timing, if given.
@@ -283,23 +292,6 @@ impl EngineArgs {
             copied_objects: self.copied_objects.into(),
         }
     }
-}
-
-/// Where to find the exports: under `--export-prefix`, or, with only `--source-table` (an ARN), the ones
-/// DynamoDB lists for that table.
-pub fn origin(
-    export_prefix: Option<&str>,
-    source_table: Option<&str>,
-) -> anyhow::Result<Option<Origin>> {
-    Ok(match (export_prefix, source_table) {
-        (Some(prefix), _) => Some(Origin::Prefix(prefix.parse()?)),
-        (None, Some(arn)) if arn.starts_with("arn:") => Some(Origin::Table(arn.to_owned())),
-        (None, Some(name)) => anyhow::bail!(
-            "--source-table {name} without --export-prefix must be the table's ARN \
-             (arn:aws:dynamodb:REGION:ACCOUNT:table/{name}): DynamoDB lists exports by table ARN"
-        ),
-        (None, None) => None,
-    })
 }
 
 /// `--to`: an RFC 3339 time or `latest`.

@@ -9,22 +9,23 @@ use clap::Args;
 use ddb_pitr::distributed::cloud;
 use ddb_pitr::distributed::control::ControlTable;
 use ddb_pitr::distributed::planner::PlanRequest;
+use ddb_pitr::export::resolve;
+use ddb_pitr::export::source::S3Reader;
 use ddb_pitr::write::BatchSize;
 
 use super::EXIT_FAILED;
-use super::args::{AwsArgs, parse_interval};
+use super::args::{AwsArgs, ChainArgs, parse_interval};
 
 #[derive(Args)]
 pub struct CloudStartArgs {
     /// The restore state machine (the stack output `StateMachineArn` of infra/template.yaml).
     #[arg(long, value_name = "ARN", env = "DDB_PITR_STATE_MACHINE_ARN")]
     state_machine_arn: String,
-    /// Target table. It must exist, be ACTIVE and have the export's key schema.
-    #[arg(long)]
-    table: String,
-    /// An export URI; repeat for a FULL export followed by INCREMENTAL exports, in order.
-    #[arg(long = "export", value_name = "S3_URI", required = true)]
-    exports: Vec<String>,
+    /// The target table and the chain: --export URIs, or --export-prefix/--source-table and --to for the
+    /// planner to find (and record in the control table). With --request-export, the missing exports are
+    /// requested and waited for here, before the execution starts.
+    #[command(flatten)]
+    chain: ChainArgs,
     /// Restore id (default: a new time-ordered id). Starting again with the id of a restore that ended
     /// (failed, stalled or stopped), with the same table and exports, continues it under a new execution:
     /// unfinished files are sent again and FAILED ones retried.
@@ -33,9 +34,6 @@ pub struct CloudStartArgs {
     /// Requests per BatchWriteItem call.
     #[arg(long, default_value_t = BatchSize::MAX)]
     batch_size: BatchSize,
-    /// Restore even if the chain has gaps or overlaps between exports.
-    #[arg(long)]
-    allow_gaps: bool,
     /// Where the reporter writes the JSON report (an object, or a prefix ending in /).
     #[arg(long, value_name = "S3_URI")]
     report_uri: Option<String>,
@@ -62,12 +60,35 @@ pub struct CloudStatusArgs {
 
 pub async fn start(args: CloudStartArgs) -> anyhow::Result<ExitCode> {
     let clients = args.aws.clients().await;
+    let find = args.chain.find()?;
+    if let (Some(find), Some(request)) = (&find, args.chain.request()) {
+        let objects = S3Reader::new(clients.exports.s3.clone());
+        let choice = resolve::find(&clients, &objects, find, Some(&request)).await?;
+        tracing::info!(
+            reached = choice.reached,
+            requested = choice.requested.len(),
+            "the chain is complete; the planner finds it again"
+        );
+    }
+    let expect = args.chain.expectations();
     let plan = PlanRequest {
         restore_id: args.restore_id,
-        table: args.table,
-        exports: args.exports,
+        table: args.chain.table.clone(),
+        exports: args
+            .chain
+            .export_uris()?
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        export_prefix: args.chain.export_prefix().map(str::to_owned),
+        source_table: find
+            .as_ref()
+            .and(args.chain.source_table().map(str::to_owned)),
+        to: find.as_ref().map(|f| f.to.to_string()),
         batch_size: Some(args.batch_size),
-        allow_gaps: args.allow_gaps,
+        allow_gaps: expect.allow_gaps,
+        types: expect.types,
+        view: expect.view,
         report_uri: args.report_uri,
         ..PlanRequest::default()
     };

@@ -6,11 +6,11 @@ use std::process::ExitCode;
 use clap::Args;
 use ddb_pitr::aws::Clients;
 use ddb_pitr::clock::rfc3339;
-use ddb_pitr::export::discover::{self, Listing};
+use ddb_pitr::export::discover::{self, Listing, Origin};
 use ddb_pitr::export::resolve;
 use ddb_pitr::export::source::S3Reader;
 
-use super::args::{AwsArgs, S3Args, origin};
+use super::args::{AwsArgs, S3Args};
 
 /// Lists the exports under an S3 prefix (or the ones DynamoDB lists for a table), by table, and every point
 /// in time they can restore: the time to give `restore --export-prefix … --to`.
@@ -36,7 +36,7 @@ pub struct ExportsArgs {
 pub async fn run(args: ExportsArgs) -> anyhow::Result<ExitCode> {
     let clients = Clients::load(&args.aws.options(Some(&args.s3))).await;
     let objects = S3Reader::new(clients.exports.s3.clone());
-    let origin = origin(args.export_prefix.as_deref(), args.source_table.as_deref())?
+    let origin = Origin::given(args.export_prefix.as_deref(), args.source_table.as_deref())?
         .expect("clap requires --export-prefix or --source-table");
     let catalog = resolve::catalog(&clients, &objects, &origin).await?;
     let listing = discover::list(&catalog, args.source_table.as_deref(), args.allow_gaps)?;

@@ -16,7 +16,7 @@ use ddb_pitr::export::source::S3Reader;
 use ddb_pitr::export::{request, resolve};
 use serde_json::json;
 
-use super::args::{AutoScalingArg, S3Args, origin};
+use super::args::{AutoScalingArg, S3Args};
 
 #[derive(Args)]
 pub struct PolicyArgs {
@@ -144,7 +144,7 @@ pub async fn run(args: PolicyArgs) -> anyhow::Result<ExitCode> {
         )
     };
 
-    let origin = origin(args.export_prefix.as_deref(), args.source_table.as_deref())?;
+    let origin = Origin::given(args.export_prefix.as_deref(), args.source_table.as_deref())?;
     let listed = matches!(origin, Some(Origin::Table(_))) && args.bucket.is_none();
     if args.request_export
         && !args

@@ -22,6 +22,7 @@ use crate::clock::{self, epoch_ms};
 use crate::engine::watermark::FilePosition;
 use crate::error::{Error, Result, truncate};
 use crate::export::chain::Discontinuity;
+use crate::export::discover::Choice;
 use crate::export::manifest::{DataFile, Export, ExportType, OutputView, SummaryChecksum};
 use crate::item::key::KeySchema;
 use crate::write::BatchSize;
@@ -82,6 +83,9 @@ pub struct RestorePlan {
     pub gaps: Vec<Discontinuity>,
     pub options: PlanOptions,
     pub created_at: String,
+    /// How the chain was found (`export_prefix`/`source_table` and `to`), for the report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<Choice>,
 }
 
 impl RestorePlan {

@@ -14,8 +14,10 @@ use crate::clock::{epoch_ms, now};
 use crate::engine::Settings;
 use crate::error::{Error, Result};
 use crate::export::chain::Expectations;
+use crate::export::discover::{Choice, Find, Origin, Target};
 use crate::export::location::{ExportUri, S3Uri};
 use crate::export::manifest::{ExportType, OutputView};
+use crate::export::resolve;
 use crate::export::source::{ObjectReader, S3Reader};
 use crate::preflight::prepare;
 use crate::write::BatchSize;
@@ -64,8 +66,20 @@ pub struct PlanRequest {
     #[serde(default)]
     pub restore_id: Option<String>,
     pub table: String,
-    /// Export URIs, FULL first, then INCREMENTAL exports in order.
+    /// Export URIs, FULL first, then INCREMENTAL exports in order. Empty when the chain is found instead
+    /// (`export_prefix` or `source_table`, and `to`).
+    #[serde(default)]
     pub exports: Vec<String>,
+    /// Find the chain under this prefix (the S3Prefix given to ExportTableToPointInTime).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export_prefix: Option<String>,
+    /// The exported table (ARN or name): picks one table's exports under `export_prefix`; alone, an ARN
+    /// whose exports DynamoDB lists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_table: Option<String>,
+    /// With `export_prefix` or `source_table`: an RFC 3339 time a chain ends at, or `latest`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
     /// Requests per BatchWriteItem call, 1 to 25 (default 25).
     #[serde(default)]
     pub batch_size: Option<BatchSize>,
@@ -203,7 +217,7 @@ impl Planner {
     /// Validates the chain and records the restore. Re-running it for the same restore id finds the
     /// existing plan and writes nothing twice; a different restore under the same id is refused.
     pub async fn plan(&self, req: PlanRequest) -> Result<PlanSummary> {
-        let restore_id = match req.restore_id {
+        let restore_id = match req.restore_id.clone() {
             Some(id) => {
                 check_restore_id(&id)?;
                 id
@@ -214,13 +228,9 @@ impl Planner {
         if let Some(uri) = &req.report_uri {
             uri.parse::<S3Uri>()?;
         }
-        let uris = req
-            .exports
-            .iter()
-            .map(|e| e.parse::<ExportUri>())
-            .collect::<Result<Vec<_>>>()?;
         let objects: Arc<dyn ObjectReader> =
             Arc::new(S3Reader::new(self.clients.exports.s3.clone()));
+        let (uris, found) = self.chain(&req, &restore_id, objects.as_ref()).await?;
         let expect = Expectations {
             types: req.types.clone(),
             view: req.view,
@@ -252,6 +262,7 @@ impl Planner {
                 report_uri: req.report_uri.clone(),
             },
             created_at: now(),
+            chain: found,
         };
         let ttl = Duration::from_secs(
             u64::from(req.ttl_days.unwrap_or(DEFAULT_TTL_DAYS)).max(1) * 24 * 3600,
@@ -284,6 +295,62 @@ impl Planner {
             chain_discontinuities: plan.gaps.len(),
             report_uri: req.report_uri,
         })
+    }
+
+    /// The exports of the request: as given, or the chain found for `to` (under `export_prefix`, or among
+    /// the ones DynamoDB lists for `source_table`). A restore already planned keeps the chain it recorded,
+    /// so a continuation restores the same exports even if newer ones have landed since.
+    async fn chain(
+        &self,
+        req: &PlanRequest,
+        restore_id: &str,
+        objects: &dyn ObjectReader,
+    ) -> Result<(Vec<ExportUri>, Option<Choice>)> {
+        let origin = Origin::given(req.export_prefix.as_deref(), req.source_table.as_deref())?;
+        let Some(origin) = origin else {
+            if req.exports.is_empty() {
+                return Err(Error::Usage(
+                    "the request names no exports: give exports, or export_prefix (or source_table) and to"
+                        .into(),
+                ));
+            }
+            let uris = req
+                .exports
+                .iter()
+                .map(|e| e.parse::<ExportUri>())
+                .collect::<Result<Vec<_>>>()?;
+            return Ok((uris, None));
+        };
+        if !req.exports.is_empty() {
+            return Err(Error::Usage(
+                "give either exports or export_prefix/source_table, not both".into(),
+            ));
+        }
+        let to: Target = req
+            .to
+            .as_deref()
+            .ok_or_else(|| {
+                Error::Usage("export_prefix and source_table need to (a time or latest)".into())
+            })?
+            .parse()
+            .map_err(|e: String| Error::Usage(format!("to: {e}")))?;
+        if let Some(header) = self.control.header(restore_id).await? {
+            let uris = header
+                .plan
+                .exports
+                .iter()
+                .map(|e| e.uri.parse::<ExportUri>())
+                .collect::<Result<Vec<_>>>()?;
+            return Ok((uris, header.plan.chain.clone()));
+        }
+        let find = Find {
+            origin,
+            source_table: req.source_table.clone(),
+            to,
+            allow_gaps: req.allow_gaps,
+        };
+        let choice = resolve::find(&self.clients, objects, &find, None).await?;
+        Ok((choice.uris.clone(), Some(choice)))
     }
 
     /// Enqueues every unfinished file of export `k`, once per execution: asked again by the execution that

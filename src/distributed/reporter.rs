@@ -163,7 +163,7 @@ pub fn assemble(
         }
     };
     Report {
-        chain: None,
+        chain: plan.chain.clone(),
         report_format: REPORT_FORMAT,
         tool: format!("ddb-pitr {}", env!("CARGO_PKG_VERSION")),
         status,
@@ -314,6 +314,7 @@ mod tests {
                     report_uri: None,
                 },
                 created_at: "2026-11-24T10:00:00.000Z".into(),
+                chain: None,
             },
             status: HeaderStatus::Ready,
             exports: vec![ExportProgress::default(); exports],

@@ -82,6 +82,25 @@ impl std::fmt::Display for Origin {
 }
 
 impl Origin {
+    /// Where to find the exports: under `export_prefix`, or, with only `source_table` (an ARN), the ones
+    /// DynamoDB lists for that table. `None` when neither is given.
+    pub fn given(
+        export_prefix: Option<&str>,
+        source_table: Option<&str>,
+    ) -> Result<Option<Origin>> {
+        Ok(match (export_prefix, source_table) {
+            (Some(prefix), _) => Some(Origin::Prefix(prefix.parse()?)),
+            (None, Some(arn)) if arn.starts_with("arn:") => Some(Origin::Table(arn.to_owned())),
+            (None, Some(name)) => {
+                return Err(Error::Usage(format!(
+                    "source table {name} without an export prefix must be the table's ARN \
+                     (arn:aws:dynamodb:REGION:ACCOUNT:table/{name}): DynamoDB lists exports by table ARN"
+                )));
+            }
+            (None, None) => None,
+        })
+    }
+
     /// The flag that names this origin, for the messages that suggest a command.
     pub fn flag(&self) -> String {
         match self {
@@ -389,6 +408,15 @@ pub enum Target {
     At(SystemTime),
 }
 
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Latest => f.write_str("latest"),
+            Target::At(t) => f.write_str(&rfc3339(*t)),
+        }
+    }
+}
+
 impl std::str::FromStr for Target {
     type Err = String;
 
@@ -595,10 +623,7 @@ pub fn choose(catalog: &Catalog, find: &Find) -> Result<Choice> {
     Ok(Choice {
         source: catalog.origin.to_string(),
         table_arn,
-        asked: match find.to {
-            Target::Latest => "latest".into(),
-            Target::At(t) => rfc3339(t),
-        },
+        asked: find.to.to_string(),
         reached: rfc3339(point.time),
         exports: point.chain.clone(),
         uris,

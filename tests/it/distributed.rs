@@ -999,3 +999,70 @@ async fn a_cli_worker_stopped_mid_file_saves_its_checkpoint_and_another_worker_f
     assert_eq!(f.deliveries, 2);
     assert_eq!(counters(&cloud, &id).await[0], (1, 0, 4000, 0));
 }
+
+/// `export_prefix` and `to` instead of `exports`: the planner finds the chain, records the choice in the
+/// control table, and a second plan of the same restore keeps it even when asked for another time.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_planner_finds_the_chain_for_a_time_and_records_it() {
+    let cloud = Cloud::new(test_worker_options()).await;
+    let spec = SynthSpec {
+        prefix: Some("backups".into()),
+        write_expected: true,
+        ..chain_spec(31, 3, 300)
+    };
+    let (_dir, out, bucket, table, _) = generated(&cloud, spec.clone()).await;
+    let id = unique_name("found");
+    let first_point = cloud
+        .planner_call(
+            "planner-plan.json",
+            serde_json::json!({
+                "restore_id": id,
+                "table": table.name,
+                "exports": [],
+                "export_prefix": bucket.url("backups/"),
+                "to": humantime::format_rfc3339_millis(spec.start_time + spec.incremental_window).to_string(),
+                "report_uri": null,
+            }),
+        )
+        .await
+        .unwrap_or_else(|d| panic!("{}: {}", d.error_type, d.error_message));
+    assert_eq!(
+        first_point["exports"], 2,
+        "the FULL and the first incremental"
+    );
+    let header = cloud.control.header(&id).await.unwrap().unwrap();
+    let chain = header.plan.chain.expect("the choice is recorded");
+    assert_eq!(
+        chain.exports,
+        [
+            out.exports[0].export_id.clone(),
+            out.exports[1].export_id.clone()
+        ]
+    );
+    assert_eq!(
+        chain.reached,
+        humantime::format_rfc3339_millis(spec.start_time + spec.incremental_window).to_string()
+    );
+
+    // The same restore asked again, for `latest`: the recorded chain stands.
+    let again = cloud
+        .planner_call(
+            "planner-plan.json",
+            serde_json::json!({
+                "restore_id": id,
+                "table": table.name,
+                "exports": [],
+                "export_prefix": bucket.url("backups/"),
+                "to": "latest",
+                "report_uri": null,
+            }),
+        )
+        .await
+        .unwrap_or_else(|d| panic!("{}: {}", d.error_type, d.error_message));
+    assert_eq!(again["created"], false);
+    assert_eq!(again["exports"], 2);
+
+    let last = cloud.drive(&id, 0..2, 2, MINUTE).await;
+    assert_eq!(last["all_finished"], true, "{last}");
+    assert_table_matches(&cloud.aws.ddb, &table.name, &out.expected[1]).await;
+}
