@@ -203,10 +203,10 @@ pub async fn run(args: PolicyArgs) -> anyhow::Result<ExitCode> {
             bucket: prefix.bucket.clone(),
             key: format!("{root}AWSDynamoDB/"),
         });
-        request_into = Some(S3Uri {
-            bucket: prefix.bucket.clone(),
-            key: root,
-        });
+        request_into = Some(request::destination(
+            origin.as_ref().expect("a prefix"),
+            None,
+        )?);
     } else if let (true, Some(origin)) = (listed, &origin) {
         let c = clients.as_ref().expect("loaded to list the exports");
         let catalog = resolve::catalog(c, &S3Reader::new(c.exports.s3.clone()), origin).await?;
@@ -220,7 +220,7 @@ pub async fn run(args: PolicyArgs) -> anyhow::Result<ExitCode> {
                 export_objects.push(folder);
             }
         }
-        request_into = Some(request::destination(&catalog, &mine)?);
+        request_into = Some(request::destination(origin, request::latest(&mine))?);
     } else if args.exports.is_empty() {
         let bucket = args
             .bucket

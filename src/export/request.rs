@@ -21,7 +21,7 @@ use md5::{Digest, Md5};
 use crate::aws::error::sdk_error;
 use crate::clock::rfc3339;
 use crate::error::{Error, Result};
-use crate::export::discover::{Catalog, Found, Origin, Requested, landed_at, points};
+use crate::export::discover::{Found, Origin, Requested, landed_at, points, root_of};
 use crate::export::location::{ExportUri, S3Uri};
 use crate::export::manifest::ExportType;
 
@@ -199,16 +199,17 @@ pub fn plan(
     })
 }
 
-/// Where requested exports go: the prefix searched, or the folder of the table's latest export.
-pub fn destination(catalog: &Catalog, mine: &[&Found]) -> Result<S3Uri> {
-    match &catalog.origin {
-        Origin::Prefix(prefix) => Ok(prefix.clone()),
-        Origin::Table(arn) => mine
-            .iter()
-            .max_by_key(|f| f.end)
-            .map(|f| S3Uri {
-                bucket: f.uri.bucket.clone(),
-                key: f.uri.root.clone(),
+/// Where requested exports go: the prefix searched, or the folder of the table's latest export `latest`.
+pub fn destination(origin: &Origin, latest: Option<&ExportUri>) -> Result<S3Uri> {
+    match origin {
+        Origin::Prefix(prefix) => Ok(S3Uri {
+            bucket: prefix.bucket.clone(),
+            key: root_of(prefix),
+        }),
+        Origin::Table(arn) => latest
+            .map(|u| S3Uri {
+                bucket: u.bucket.clone(),
+                key: u.root.clone(),
             })
             .ok_or_else(|| {
                 Error::Chain(format!(
@@ -217,6 +218,11 @@ pub fn destination(catalog: &Catalog, mine: &[&Found]) -> Result<S3Uri> {
                 ))
             }),
     }
+}
+
+/// The latest export of `mine` (one table's), whose folder [`destination`] takes for a table's exports.
+pub fn latest<'a>(mine: &[&'a Found]) -> Option<&'a ExportUri> {
+    mine.iter().max_by_key(|f| f.end).map(|f| &f.uri)
 }
 
 /// The PITR window (DescribeContinuousBackups) and size (DescribeTable) of the source table.

@@ -50,7 +50,7 @@ pub async fn find(
     if points(&mine, find.allow_gaps).iter().any(|p| p.time == at) {
         return choose(&catalog, find);
     }
-    let into = request::destination(&catalog, &mine)?;
+    let into = request::destination(&find.origin, request::latest(&mine))?;
     let dynamodb = clients.source_in(&region_of(&table_arn)?);
     let state = request::source_state(&dynamodb, &table_arn).await?;
     let asks = request::plan(&table_arn, &mine, at, find.allow_gaps, &into, &state)?;

@@ -25,15 +25,15 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::access::{self, Role};
+use crate::access::{self, Role, SourceScope};
 use crate::aws::Clients;
 use crate::aws::error::describe;
 use crate::error::Result;
 use crate::export::chain::Expectations;
-use crate::export::discover::Find;
+use crate::export::discover::{Choice, Find, Origin};
 use crate::export::location::{ExportUri, S3Uri, StateLocation};
 use crate::export::manifest::{self, Export};
-use crate::export::request::RequestOptions;
+use crate::export::request::{self, RequestOptions};
 use crate::export::resolve::resolve;
 use crate::export::source::{ObjectReader, S3Reader};
 use crate::table::capacity::AutoScaling;
@@ -160,38 +160,71 @@ impl Findings {
     }
 }
 
-/// Runs every check. Never fails as a whole: problems are rows.
-pub async fn run(opts: &Options, clients: &Clients) -> Findings {
-    let mut checks = Vec::new();
-
-    // 1. Credentials.
-    let caller = match clients.sts.get_caller_identity().send().await {
+/// The caller of `sts`'s credentials (sts:GetCallerIdentity) as a row named `check`, and its ARN.
+async fn identity(sts: &aws_sdk_sts::Client, check: &str) -> (Check, Option<String>) {
+    match sts.get_caller_identity().send().await {
         Ok(out) => {
             let arn = out.arn().unwrap_or_default().to_owned();
-            checks.push(Check::new(
-                "credentials",
+            let row = Check::new(
+                check,
                 Status::Pass,
                 format!(
                     "caller {arn} (account {})",
                     out.account().unwrap_or("unknown")
                 ),
-            ));
-            Some(arn)
+            );
+            (row, Some(arn))
         }
-        Err(e) => {
-            checks.push(Check::new(
-                "credentials",
+        Err(e) => (
+            Check::new(
+                check,
                 Status::Fail,
                 format!(
                     "sts:GetCallerIdentity failed: {}; check the AWS profile, SSO login or environment",
                     describe(&e)
                 ),
-            ));
-            None
-        }
+            ),
+            None,
+        ),
+    }
+}
+
+/// What the restore asks of the exported table and who reads the exports, for the permissions.
+fn source_scope(opts: &Options, chosen: Option<&Choice>, reader_apart: bool) -> SourceScope {
+    let origin = opts.find.as_ref().map(|f| &f.origin);
+    let request_into = origin
+        .filter(|_| opts.request.is_some())
+        .and_then(|o| request::destination(o, chosen.and_then(|c| c.uris.last())).ok());
+    SourceScope {
+        table_arn: chosen
+            .map(|c| c.table_arn.clone())
+            .or_else(|| match origin {
+                Some(Origin::Table(arn)) => Some(arn.clone()),
+                _ => None,
+            }),
+        list_exports: matches!(origin, Some(Origin::Table(_))),
+        request_into,
+        reader_apart,
+    }
+}
+
+/// Runs every check. Never fails as a whole: problems are rows.
+pub async fn run(opts: &Options, clients: &Clients) -> Findings {
+    let mut checks = Vec::new();
+
+    // 1. Credentials: the table side's, and the export reader's when it is another principal.
+    let (row, caller) = identity(&clients.sts, "credentials").await;
+    checks.push(row);
+    let reader = if clients.exports.other_principal {
+        let (row, reader) = identity(&clients.exports.sts, "export reader").await;
+        checks.push(row);
+        reader
+    } else {
+        None
     };
 
     // 2. Manifests and the chain.
+    let mut chosen = None;
     let objects: Arc<dyn ObjectReader> = Arc::new(S3Reader::new(clients.exports.s3.clone()));
     let (uris, found) = match resolve(
         clients,
@@ -205,6 +238,7 @@ pub async fn run(opts: &Options, clients: &Clients) -> Findings {
     .await
     {
         Ok((uris, choice)) => {
+            chosen = choice.clone();
             if let Some(c) = &choice {
                 checks.push(Check::new(
                     "chain found",
@@ -286,7 +320,8 @@ pub async fn run(opts: &Options, clients: &Clients) -> Findings {
             "no caller identity, so there is nothing to simulate",
         )),
         Some(arn) => {
-            let scope = scope(opts, clients, objects.as_ref(), arn, &readable).await;
+            let mut scope = scope(opts, clients, objects.as_ref(), arn, &readable).await;
+            scope.source = source_scope(opts, chosen.as_ref(), clients.exports.other_principal);
             let required = access::permissions(Role::Local, &scope);
             let probes = Probes {
                 exports: &readable,
@@ -296,6 +331,15 @@ pub async fn run(opts: &Options, clients: &Clients) -> Findings {
                 manage_capacity: opts.manage_capacity,
             };
             checks.extend(check_permissions(clients, arn, &scope.region, &required, &probes).await);
+            if let Some(reader) = &reader {
+                let required = access::permissions(Role::ExportReader, &scope);
+                let rows =
+                    check_permissions(clients, reader, &scope.region, &required, &probes).await;
+                checks.extend(rows.into_iter().map(|mut c| {
+                    c.check = format!("export reader: {}", c.check);
+                    c
+                }));
+            }
         }
     }
 

@@ -123,6 +123,45 @@ async fn exports_in_another_account_and_region_are_read_with_their_own_credentia
         );
     }
 
+    // validate names both principals and checks the export reader's reads as that reader.
+    let output = cli::command()
+        .args([
+            "validate",
+            "--table",
+            &table.name,
+            "--endpoint-url",
+            &aws.endpoint,
+        ])
+        .args(["--export-prefix", &prefix, "--to", "latest"])
+        .args(s3_side)
+        .output()
+        .await
+        .unwrap();
+    let findings: Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stderr)));
+    let row = |name: &str| -> Value {
+        findings["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["check"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} row: {findings}"))
+    };
+    assert_eq!(row("export reader")["status"], "pass", "{findings}");
+    let reader = row("export reader")["detail"].as_str().unwrap().to_owned();
+    assert!(
+        reader.contains("222222222222") && reader.contains("backup-reader"),
+        "{reader}"
+    );
+    assert!(
+        !row("credentials")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("222222222222")
+    );
+    assert_eq!(row("chain found")["status"], "pass", "{findings}");
+
     // The policy for that principal is printed apart from the table's.
     let output = cli::command()
         .args([
