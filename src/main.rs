@@ -78,7 +78,7 @@ async fn main() -> ExitCode {
         Command::Exports(args) => commands::exports::run(args).await,
     };
     result.unwrap_or_else(|e| {
-        eprintln!("error: {e:#}");
+        commands::say!("error: {e:#}");
         ExitCode::from(EXIT_FAILED)
     })
 }
@@ -89,6 +89,8 @@ fn init_tracing(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(commands::stderr_colour())
+        // Its own report of a failed write is an `eprintln!`, which panics on a stderr whose reader is gone.
+        .log_internal_errors(false)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.with_target(false).init(),

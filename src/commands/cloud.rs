@@ -15,6 +15,7 @@ use ddb_pitr::write::BatchSize;
 
 use super::EXIT_FAILED;
 use super::args::{AwsArgs, ChainArgs, parse_interval};
+use super::{print_data, say};
 
 #[derive(Args)]
 pub struct CloudStartArgs {
@@ -93,7 +94,7 @@ pub async fn start(args: CloudStartArgs) -> anyhow::Result<ExitCode> {
         ..PlanRequest::default()
     };
     let started = cloud::start(&clients.sfn, &args.state_machine_arn, plan).await?;
-    println!("{}", serde_json::to_string_pretty(&started)?);
+    print_data(&serde_json::to_string_pretty(&started)?);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -144,18 +145,18 @@ pub async fn status(args: CloudStatusArgs) -> anyhow::Result<ExitCode> {
         }
     }
     if status.running() {
-        println!("{}", serde_json::to_string_pretty(&status)?);
+        print_data(&serde_json::to_string_pretty(&status)?);
         return Ok(ExitCode::SUCCESS);
     }
     if status.table.is_some() {
         let report = cloud::report(&clients.s3, &control, &status).await?;
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        print_data(&serde_json::to_string_pretty(&report)?);
     } else {
         // The execution ended before the restore was planned (a bad request, a missing table): there is
         // no report, only the execution's error and cause.
-        println!("{}", serde_json::to_string_pretty(&status)?);
+        print_data(&serde_json::to_string_pretty(&status)?);
     }
-    eprintln!(
+    say!(
         "execution {}: {}{}",
         status.execution_status,
         status.error.as_deref().unwrap_or(""),

@@ -11,6 +11,7 @@ use ddb_pitr::export::resolve;
 use ddb_pitr::export::source::S3Reader;
 
 use super::args::{AwsArgs, S3Args};
+use super::{print_data, say_text};
 
 /// Lists the exports under an S3 prefix (or the ones DynamoDB lists for a table), by table, and every point
 /// in time they can restore: the time to give `restore --export-prefix … --to`.
@@ -40,8 +41,8 @@ pub async fn run(args: ExportsArgs) -> anyhow::Result<ExitCode> {
         .expect("clap requires --export-prefix or --source-table");
     let catalog = resolve::catalog(&clients, &objects, &origin).await?;
     let listing = discover::list(&catalog, args.source_table.as_deref(), args.allow_gaps)?;
-    eprint!("{}", table(&listing));
-    println!("{}", serde_json::to_string_pretty(&listing)?);
+    say_text(&table(&listing));
+    print_data(&serde_json::to_string_pretty(&listing)?);
     Ok(ExitCode::SUCCESS)
 }
 

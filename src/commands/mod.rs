@@ -9,7 +9,32 @@ pub mod restore;
 pub mod validate;
 pub mod worker;
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
+
+/// A line for people on stderr, like `eprintln!`, except that a stderr that cannot be written (a pipe whose
+/// reader died with the terminal's Ctrl-C, as `2>&1 | tee log` does) loses the line instead of panicking:
+/// the shutdown path still saves the checkpoint and prints the report.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+pub(crate) use say;
+
+/// Text for people on stderr, as it is (a table that ends with its own newline); see [`say!`].
+pub fn say_text(text: &str) {
+    let _ = std::io::stderr().write_all(text.as_bytes());
+}
+
+/// Data on stdout, one JSON document and a newline. A stdout that cannot be written is said on stderr; it
+/// never panics.
+pub fn print_data(json: &str) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{json}").and_then(|()| out.flush()) {
+        say!("error: the output could not be written to stdout: {e}");
+    }
+}
 
 /// Colour on stderr only for a person at a terminal, and not when `NO_COLOR` is set (no-color.org): a file,
 /// a pipe or CloudWatch gets plain lines.
@@ -27,7 +52,7 @@ pub async fn shutdown_signal() {
     wait_for_signal().await;
     tokio::spawn(async {
         wait_for_signal().await;
-        eprintln!(
+        say!(
             "second signal: exiting now; the last saved checkpoint is still valid (capacity raised by \
              --manage-capacity stays raised until the next run with the same --resume puts it back)"
         );

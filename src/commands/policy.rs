@@ -17,6 +17,7 @@ use ddb_pitr::export::{request, resolve};
 use serde_json::json;
 
 use super::args::{AutoScalingArg, S3Args};
+use super::print_data;
 
 #[derive(Args)]
 pub struct PolicyArgs {
@@ -313,9 +314,6 @@ pub async fn run(args: PolicyArgs) -> anyhow::Result<ExitCode> {
             })
         }
     };
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&document).expect("a policy serialises")
-    );
+    print_data(&serde_json::to_string_pretty(&document).expect("a policy serialises"));
     Ok(ExitCode::SUCCESS)
 }

@@ -17,6 +17,7 @@ use super::args::{
     AutoScalingArg, AwsArgs, ChainArgs, EngineArgs, S3Args, parse_interval, parse_rate,
 };
 use super::{EXIT_FAILED, EXIT_INTERRUPTED, shutdown_signal};
+use super::{print_data, say};
 
 #[derive(Args)]
 pub struct RestoreArgs {
@@ -121,17 +122,17 @@ pub async fn run(args: RestoreArgs) -> anyhow::Result<ExitCode> {
 
     let outcome = local::run(&opts, &clients, shutdown_signal()).await;
     let json = serde_json::to_string_pretty(&outcome.report).context("serialising the report")?;
-    println!("{json}");
+    print_data(&json);
     let code = match outcome.report.status {
         RunStatus::Succeeded => ExitCode::SUCCESS,
         RunStatus::Interrupted => ExitCode::from(EXIT_INTERRUPTED),
         RunStatus::Failed => ExitCode::from(EXIT_FAILED),
     };
     if let Some(e) = &outcome.error {
-        eprintln!("error: {e}");
+        say!("error: {e}");
     }
     if let Some(hint) = &outcome.report.resume_hint {
-        eprintln!("{hint}");
+        say!("{hint}");
     }
     Ok(code)
 }

@@ -10,6 +10,7 @@ use ddb_pitr::validate::{self, DEFAULT_PRICE_PER_MILLION_WRU, Options};
 
 use super::EXIT_FAILED;
 use super::args::{AutoScalingArg, AwsArgs, ChainArgs, S3Args};
+use super::{print_data, say_text};
 
 /// Checks credentials, manifests, the chain, the target table, permissions and the checkpoint, and
 /// estimates the write units, time and on-demand cost of the restore. Makes no write calls. Exits 1 if any
@@ -67,11 +68,8 @@ pub async fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     };
     let clients = Clients::load(&args.aws.options(Some(&args.s3))).await;
     let report = validate::run(&opts, &clients).await;
-    eprint!("{}", report.render_table());
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&report).context("serialising the validate report")?
-    );
+    say_text(&report.render_table());
+    print_data(&serde_json::to_string_pretty(&report).context("serialising the validate report")?);
     Ok(if report.failed() {
         ExitCode::from(EXIT_FAILED)
     } else {

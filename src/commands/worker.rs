@@ -11,6 +11,7 @@ use ddb_pitr::distributed::worker::{QueueOptions, Worker, WorkerOptions, run_que
 use ddb_pitr::write::BatchSize;
 
 use super::args::{AwsArgs, EngineArgs, S3Args, parse_interval, parse_rate};
+use super::print_data;
 use super::shutdown_signal;
 
 /// Process file messages of distributed restores from an SQS queue, beside or instead of the worker Lambda.
@@ -99,6 +100,6 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let stats = run_queue(&worker, &opts, shutdown_signal())
         .await
         .context("polling the queue")?;
-    println!("{}", serde_json::to_string_pretty(&stats)?);
+    print_data(&serde_json::to_string_pretty(&stats)?);
     Ok(ExitCode::SUCCESS)
 }

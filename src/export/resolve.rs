@@ -3,6 +3,7 @@
 
 use crate::aws::Clients;
 use crate::aws::arn::Arn;
+use crate::clock::rfc3339;
 use crate::error::{Error, Result};
 use crate::export::discover::{
     self, Catalog, Choice, Find, Origin, Target, choose, pick_table, points,
@@ -58,7 +59,7 @@ pub async fn find(
         return Err(Error::Chain(format!(
             "no chain ends at {}; --request-export would ask DynamoDB for: {}. Run without --dry-run to \
              request {}",
-            crate::clock::rfc3339(at),
+            rfc3339(at),
             asks.iter()
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()

@@ -27,23 +27,31 @@ pub async fn aws_at(endpoint: &str) -> Aws {
     }
 }
 
+/// Variables that could point the binary at a real account, removed from its environment.
+pub const UNSET: [&str; 5] = [
+    "AWS_PROFILE",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ENDPOINT_URL_DYNAMODB",
+    "AWS_SESSION_TOKEN",
+];
+
+/// Test credentials and settings the binary runs with.
+pub const ENV: [(&str, &str); 5] = [
+    ("AWS_ACCESS_KEY_ID", "testing"),
+    ("AWS_SECRET_ACCESS_KEY", "testing"),
+    ("AWS_REGION", "us-east-1"),
+    ("AWS_EC2_METADATA_DISABLED", "true"),
+    ("RUST_LOG", "info"),
+];
+
 /// The binary with test credentials and nothing inherited that could point it at a real account.
 pub fn command() -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_ddb-pitr"));
-    for var in [
-        "AWS_PROFILE",
-        "AWS_ENDPOINT_URL",
-        "AWS_ENDPOINT_URL_S3",
-        "AWS_ENDPOINT_URL_DYNAMODB",
-        "AWS_SESSION_TOKEN",
-    ] {
+    for var in UNSET {
         cmd.env_remove(var);
     }
-    cmd.env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("RUST_LOG", "info")
+    cmd.envs(ENV)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -22,4 +22,5 @@ mod restore_real;
 mod statemachine;
 mod support;
 mod support_smoke;
+mod terminal;
 mod validate;
