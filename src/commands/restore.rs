@@ -8,10 +8,12 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use ddb_pitr::aws::Clients;
+use ddb_pitr::export::location::S3Uri;
 use ddb_pitr::local::{self, RestoreOptions};
-use ddb_pitr::report::RunStatus;
+use ddb_pitr::report::{Report, RunStatus};
 use ddb_pitr::table::capacity::ManageOptions;
 use ddb_pitr::write::BatchSize;
+use indicatif::HumanCount;
 
 use super::args::{
     AutoScalingArg, AwsArgs, ChainArgs, EngineArgs, S3Args, parse_interval, parse_rate,
@@ -119,7 +121,6 @@ pub async fn run(args: RestoreArgs) -> anyhow::Result<ExitCode> {
         manage_capacity: args.capacity.manage(),
     };
     let clients = Clients::load(&args.aws.options(Some(&args.s3))).await;
-
     let outcome = local::run(&opts, &clients, shutdown_signal()).await;
     let json = serde_json::to_string_pretty(&outcome.report).context("serialising the report")?;
     print_data(&json);
@@ -131,8 +132,45 @@ pub async fn run(args: RestoreArgs) -> anyhow::Result<ExitCode> {
     if let Some(e) = &outcome.error {
         say!("error: {e}");
     }
+    say!("{}", closing_line(&outcome.report, opts.report.as_ref()));
     if let Some(hint) = &outcome.report.resume_hint {
         say!("{hint}");
     }
     Ok(code)
+}
+
+/// The run in one line, for the person who started it: how it ended, what it wrote, how fast, and where the
+/// report and the checkpoint are.
+fn closing_line(report: &Report, uploaded: Option<&S3Uri>) -> String {
+    let t = &report.totals;
+    let status = match report.status {
+        RunStatus::Succeeded => "succeeded",
+        RunStatus::Interrupted => "interrupted",
+        RunStatus::Failed => "failed",
+    };
+    let exports = report.exports.len();
+    let took = Duration::from_millis((report.duration_seconds * 1000.0).round() as u64);
+    let mut line = format!(
+        "restore {status}{}: {} items put and {} deleted, from {exports} export{} in {} ({:.0} items/s, {} \
+         items this run)",
+        if report.dry_run {
+            " (dry run: nothing written)"
+        } else {
+            ""
+        },
+        HumanCount(t.items_put),
+        HumanCount(t.items_deleted),
+        if exports == 1 { "" } else { "s" },
+        humantime::format_duration(took),
+        t.items_per_second,
+        HumanCount(t.items_this_run),
+    );
+    line.push_str("; report on stdout");
+    if let Some(uri) = uploaded {
+        line.push_str(&format!(" and at {uri}"));
+    }
+    if let Some(cp) = &report.checkpoint {
+        line.push_str(&format!("; checkpoint {cp}"));
+    }
+    line
 }

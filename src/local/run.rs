@@ -98,6 +98,7 @@ impl<'a> Run<'a> {
             })
             .collect();
         let total_items = exports.iter().map(Export::item_count).sum();
+        let before = lines_done(&checkpoint, &exports);
         Run {
             opts,
             engine,
@@ -112,7 +113,7 @@ impl<'a> Run<'a> {
             files: Mutex::new(files),
             errors: Mutex::default(),
             stop: CancellationToken::new(),
-            progress: Progress::new(total_items, opts.progress_bar),
+            progress: Progress::new(total_items, before, opts.progress_bar),
             total_items,
         }
     }
@@ -314,14 +315,7 @@ impl<'a> Run<'a> {
     /// Lines acknowledged so far, by this run and earlier ones, for the progress display.
     pub(super) fn items_done(&self) -> u64 {
         let cp = self.checkpoint.lock().expect("checkpoint");
-        let mut total = 0;
-        for (state, export) in cp.exports.iter().zip(&self.exports) {
-            total += if state.done {
-                export.item_count()
-            } else {
-                state.files.values().map(|f| f.position.lines).sum()
-            };
-        }
+        let mut total = lines_done(&cp, &self.exports);
         for ((i, key), active) in self.active.lock().expect("active").iter() {
             let state = &cp.exports[*i];
             if !state.done {
@@ -356,6 +350,21 @@ impl<'a> Run<'a> {
             Err(e) => tracing::warn!("checkpoint not saved (the previous one stays valid): {e}"),
         }
     }
+}
+
+/// Lines `cp` records as restored: every line of a finished export, the positions of the others' files.
+fn lines_done(cp: &Checkpoint, exports: &[Export]) -> u64 {
+    cp.exports
+        .iter()
+        .zip(exports)
+        .map(|(state, export)| {
+            if state.done {
+                export.item_count()
+            } else {
+                state.files.values().map(|f| f.position.lines).sum()
+            }
+        })
+        .sum()
 }
 
 pub(super) fn build_report(

@@ -198,3 +198,144 @@ echo $? > "$DIR/status""#,
         assert_table_matches(&aws.ddb, &table.name, &out.expected[0]).await;
     }
 }
+
+/// What a terminal shows, as lines: escape sequences removed, and every `\r` redraw of a line kept as a
+/// line of its own.
+fn screen_lines(shown: &str) -> Vec<String> {
+    let mut plain = String::new();
+    let mut chars = shown.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                while let Some(c) = chars.next() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        plain.push(c);
+    }
+    plain
+        .split(['\r', '\n'])
+        .map(|l| l.trim().to_owned())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// A run on a terminal draws a progress bar and ends with one closing line and nothing stale after it; a
+/// resumed run's bar shows the items restored before apart, and a rate of this run's items only.
+#[tokio::test(flavor = "multi_thread")]
+async fn on_a_terminal_the_bar_counts_this_run_and_one_closing_line_ends_it() {
+    let aws = cli::aws().await;
+    let bucket = TestBucket::create(&aws.s3, "tty-bar").await;
+    let data = tempfile::tempdir().unwrap();
+    let spec = SynthSpec {
+        seed: 42,
+        full_items: 3000,
+        full_files: 1,
+        incrementals: Vec::new(),
+        big_items: 0,
+        write_expected: true,
+        ..SynthSpec::default()
+    };
+    let out = synth::generate(data.path(), &spec).unwrap();
+    bucket.upload_dir(data.path(), "").await;
+    let table = TestTable::create(&aws.ddb, "tty-bar", ("pk", T::S), Some(("sk", T::S))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let envs = [
+        ("BIN", env!("CARGO_BIN_EXE_ddb-pitr").to_owned()),
+        ("TABLE", table.name.clone()),
+        ("ENDPOINT", aws.endpoint.clone()),
+        (
+            "EXPORT",
+            format!("s3://{}/{}", bucket.name, out.exports[0].summary_key),
+        ),
+        ("DIR", dir.path().display().to_string()),
+    ];
+    let script = r#""$BIN" restore --table "$TABLE" --endpoint-url "$ENDPOINT" --export "$EXPORT" \
+  --resume "$DIR/checkpoint.json" --checkpoint-interval 100ms --max-wcu 300 >"$DIR/report.json"
+echo $? > "$DIR/status""#;
+
+    // A first run, interrupted after 1,000 items: its rate would inflate the next run's.
+    let mut first = Terminal::start(script, &envs);
+    let give_up = Instant::now() + Duration::from_secs(60);
+    while table.scan().await.len() < 1000 {
+        assert!(
+            Instant::now() < give_up,
+            "the restore never wrote 1,000 items"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    first.ctrl_c();
+    tokio::task::spawn_blocking(move || first.finish())
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("status"))
+            .unwrap()
+            .trim(),
+        "130"
+    );
+
+    let resumed = Terminal::start(script, &envs);
+    let shown = tokio::task::spawn_blocking(move || resumed.finish())
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("status"))
+            .unwrap()
+            .trim(),
+        "0",
+        "{shown}"
+    );
+    assert_table_matches(&aws.ddb, &table.name, &out.expected[0]).await;
+    let lines = screen_lines(&shown);
+    let frames: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("items/s") && l.contains("ETA"))
+        .collect();
+    assert!(
+        !frames.is_empty(),
+        "the bar is drawn on a terminal:\n{shown}"
+    );
+    let rate_of = |frame: &str| -> f64 {
+        frame
+            .split(" items/s")
+            .next()
+            .and_then(|head| head.rsplit(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no rate in {frame:?}"))
+    };
+    for frame in &frames {
+        assert!(frame.contains(" before this run) "), "{frame}");
+    }
+    // The run's own rate, from its report: this run's items over its duration. Counting the items
+    // restored before would show about twice that by the end.
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("report.json")).unwrap()).unwrap();
+    let own = report["totals"]["items_this_run"].as_f64().unwrap()
+        / report["duration_seconds"].as_f64().unwrap();
+    let shown_rate = rate_of(frames.last().unwrap());
+    assert!(
+        shown_rate <= 1.5 * own,
+        "the bar's rate counts only this run's items ({own:.0}/s): {}",
+        frames.last().unwrap()
+    );
+    let last = lines.last().unwrap();
+    assert!(
+        last.starts_with("restore succeeded: ") && last.contains("items put"),
+        "the last line is the closing line: {last:?}\n{shown}"
+    );
+    assert!(last.contains("report on stdout"), "{last}");
+    assert!(
+        last.contains(&format!(
+            "checkpoint {}",
+            dir.path().join("checkpoint.json").display()
+        )),
+        "{last}"
+    );
+    assert!(!last.contains("items/s ETA"), "no bar glued to it: {last}");
+}
