@@ -208,7 +208,7 @@ fn screen_lines(shown: &str) -> Vec<String> {
         if c == '\x1b' {
             if chars.peek() == Some(&'[') {
                 chars.next();
-                while let Some(c) = chars.next() {
+                for c in chars.by_ref() {
                     if c.is_ascii_alphabetic() {
                         break;
                     }
