@@ -193,17 +193,17 @@ impl ChainArgs {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum TypeArg {
-    #[value(name = "FULL", alias = "full")]
+    #[value(name = "FULL", aliases = ["full", "FULL_EXPORT", "full_export"])]
     Full,
-    #[value(name = "INCREMENTAL", alias = "incremental")]
+    #[value(name = "INCREMENTAL", aliases = ["incremental", "INCREMENTAL_EXPORT", "incremental_export"])]
     Incremental,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
 enum ViewArg {
-    #[value(name = "NEW", alias = "new")]
+    #[value(name = "NEW", aliases = ["new", "NEW_IMAGE", "new_image"])]
     New,
-    #[value(name = "NEW_AND_OLD", alias = "new_and_old")]
+    #[value(name = "NEW_AND_OLD", aliases = ["new_and_old", "NEW_AND_OLD_IMAGES", "new_and_old_images"])]
     NewAndOld,
 }
 

@@ -60,10 +60,7 @@ fn table(listing: &Listing) -> String {
             out.push_str(&format!(
                 "  {:<26} {:<11} {:<50} {:>12} items {:>14} bytes\n",
                 e.export_id,
-                match e.export_type {
-                    ddb_pitr::export::manifest::ExportType::Full => "FULL",
-                    ddb_pitr::export::manifest::ExportType::Incremental => "INCREMENTAL",
-                },
+                e.export_type.short(),
                 window,
                 e.items,
                 e.billed_bytes

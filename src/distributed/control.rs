@@ -399,13 +399,7 @@ impl ControlTable {
                     ("schema_version".to_owned(), n(SCHEMA_VERSION.into())),
                     ("export_index".to_owned(), n(k as u64)),
                     ("export_id".to_owned(), s(export.id())),
-                    (
-                        "export_type".to_owned(),
-                        s(match export.export_type {
-                            ExportType::Full => "FULL",
-                            ExportType::Incremental => "INCREMENTAL",
-                        }),
-                    ),
+                    ("export_type".to_owned(), s(export.export_type.short())),
                     ("bucket".to_owned(), s(&export.uri.bucket)),
                     ("key".to_owned(), s(&file.key)),
                     ("expected_items".to_owned(), n(file.item_count)),

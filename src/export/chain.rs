@@ -48,7 +48,7 @@ pub fn validate(exports: &[Export], expect: &Expectations) -> Result<Vec<Discont
             && *want != export.export_type
         {
             return Err(Error::Usage(format!(
-                "--type {want:?} does not match export {}, whose manifest says {:?}",
+                "--type {want} does not match export {}, whose manifest says {}",
                 export.id(),
                 export.export_type
             )));
@@ -57,7 +57,7 @@ pub fn validate(exports: &[Export], expect: &Expectations) -> Result<Vec<Discont
             && want != have
         {
             return Err(Error::Usage(format!(
-                "--view {want:?} does not match export {}, whose outputView is {have:?}",
+                "--view {want} does not match export {}, whose outputView is {have}",
                 export.id()
             )));
         }

@@ -55,12 +55,42 @@ pub enum ExportType {
     Incremental,
 }
 
+impl ExportType {
+    /// `FULL` or `INCREMENTAL`: the word of the report and the control table.
+    pub fn short(self) -> &'static str {
+        match self {
+            ExportType::Full => "FULL",
+            ExportType::Incremental => "INCREMENTAL",
+        }
+    }
+}
+
+/// DynamoDB's own name, as the summary's `exportType` and the API's `ExportType` have it.
+impl std::fmt::Display for ExportType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ExportType::Full => "FULL_EXPORT",
+            ExportType::Incremental => "INCREMENTAL_EXPORT",
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OutputView {
     #[serde(rename = "NEW_IMAGE")]
     NewImage,
     #[serde(rename = "NEW_AND_OLD_IMAGES")]
     NewAndOldImages,
+}
+
+/// DynamoDB's own name, as the summary's `outputView` has it.
+impl std::fmt::Display for OutputView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            OutputView::NewImage => "NEW_IMAGE",
+            OutputView::NewAndOldImages => "NEW_AND_OLD_IMAGES",
+        })
+    }
 }
 
 /// What became of the `manifest-summary.md5` check. Only `Verified` means the summary is byte-identical to

@@ -10,7 +10,7 @@ use crate::engine::{Engine, Settings};
 use crate::error::{Error, Result};
 use crate::export::chain::{self, Expectations};
 use crate::export::location::{ExportUri, StateLocation};
-use crate::export::manifest::{self, Export, ExportType, OutputView, SummaryChecksum};
+use crate::export::manifest::{self, Export, SummaryChecksum};
 use crate::export::source::ObjectReader;
 use crate::item::WriteOp;
 use crate::item::key::KeySchema;
@@ -29,15 +29,8 @@ pub(super) fn manifest_row(uri: &ExportUri, result: &Result<Export>) -> Check {
         Ok(e) => {
             let what = format!(
                 "{} export{}, {} items in {} data files, manifest-files.json checksum verified",
-                match e.export_type {
-                    ExportType::Full => "FULL",
-                    ExportType::Incremental => "INCREMENTAL",
-                },
-                match e.view {
-                    Some(OutputView::NewImage) => " (NEW_IMAGE)",
-                    Some(OutputView::NewAndOldImages) => " (NEW_AND_OLD_IMAGES)",
-                    None => "",
-                },
+                e.export_type.short(),
+                e.view.map(|v| format!(" ({v})")).unwrap_or_default(),
                 e.item_count(),
                 e.files.len()
             );

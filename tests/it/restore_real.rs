@@ -138,26 +138,53 @@ async fn type_and_view_assertions_are_checked_before_writing() {
     let aws = cli::aws().await;
     let (bucket, table) = cli::real_export_setup(&aws).await;
     let mut args = cli::export_args(&bucket, [REAL_FULL, REAL_INC1]);
-    args.extend(["--allow-gaps".into(), "--type".into(), "INCREMENTAL".into()]);
-    let run = cli::restore(&aws, &table.name, &args).await;
-    assert_eq!(run.code, Some(1));
-    assert!(
-        run.errors()
-            .contains("--type Incremental does not match export 01768385930622-efd1a093"),
-        "{}",
-        run.errors()
-    );
+    // DynamoDB's names are taken beside the short ones, and every message uses DynamoDB's.
+    for given in ["INCREMENTAL", "INCREMENTAL_EXPORT"] {
+        let mut args = args.clone();
+        args.extend(["--allow-gaps".into(), "--type".into(), given.into()]);
+        let run = cli::restore(&aws, &table.name, &args).await;
+        assert_eq!(run.code, Some(1), "{}", run.stderr);
+        assert!(
+            run.errors().contains(
+                "--type INCREMENTAL_EXPORT does not match export 01768385930622-efd1a093, whose \
+                 manifest says FULL_EXPORT"
+            ),
+            "{}",
+            run.errors()
+        );
+    }
 
-    let mut args = cli::export_args(&bucket, [REAL_INC1]);
-    args.extend(["--view".into(), "NEW".into()]);
-    let run = cli::restore(&aws, &table.name, &args).await;
-    assert_eq!(run.code, Some(1));
-    assert!(
-        run.errors()
-            .contains("--view NewImage does not match export 01768386924000-d339e52d"),
-        "{}",
-        run.errors()
+    for given in ["NEW", "NEW_IMAGE"] {
+        let mut args = cli::export_args(&bucket, [REAL_INC1]);
+        args.extend(["--view".into(), given.into()]);
+        let run = cli::restore(&aws, &table.name, &args).await;
+        assert_eq!(run.code, Some(1), "{}", run.stderr);
+        assert!(
+            run.errors().contains(
+                "--view NEW_IMAGE does not match export 01768386924000-d339e52d, whose outputView is \
+                 NEW_AND_OLD_IMAGES"
+            ),
+            "{}",
+            run.errors()
+        );
+    }
+    // The name validate prints for the real incrementals is accepted as it is.
+    let mut args = cli::export_args(&bucket, [REAL_FULL, REAL_INC1]);
+    args.extend(
+        [
+            "--allow-gaps",
+            "--dry-run",
+            "--view",
+            "NEW_AND_OLD_IMAGES",
+            "--type",
+            "FULL_EXPORT",
+            "--type",
+            "INCREMENTAL_EXPORT",
+        ]
+        .map(String::from),
     );
+    let run = cli::restore(&aws, &table.name, &args).await;
+    run.assert_success();
     assert!(table.scan().await.is_empty());
 }
 
