@@ -137,7 +137,7 @@ async fn chain_with_a_gap_is_refused_then_restored_with_allow_gaps() {
 async fn type_and_view_assertions_are_checked_before_writing() {
     let aws = cli::aws().await;
     let (bucket, table) = cli::real_export_setup(&aws).await;
-    let mut args = cli::export_args(&bucket, [REAL_FULL, REAL_INC1]);
+    let args = cli::export_args(&bucket, [REAL_FULL, REAL_INC1]);
     // DynamoDB's names are taken beside the short ones, and every message uses DynamoDB's.
     for given in ["INCREMENTAL", "INCREMENTAL_EXPORT"] {
         let mut args = args.clone();
