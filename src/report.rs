@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::aws::error::sdk_error;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::export::chain::Discontinuity;
 use crate::export::discover::Choice;
-use crate::export::location::{S3Uri, report_object};
+use crate::export::location::{ReportLocation, S3Uri};
 use crate::export::manifest::{ExportType, OutputView, SummaryChecksum};
 use crate::table::capacity::CapacityChange;
 use crate::write::stats::{LatencySummary, ResourceUse, WriteStatsSnapshot};
@@ -170,8 +170,65 @@ pub async fn put_report(s3: &aws_sdk_s3::Client, target: &S3Uri, report: &Report
         .map_err(|e| sdk_error(format!("PutObject {target}"), &e))
 }
 
-/// Writes a report under `uri`: exactly there, or, for a prefix, named by the report's start time.
-pub async fn upload_report(s3: &aws_sdk_s3::Client, uri: &S3Uri, report: &Report) -> Result<()> {
-    let target = report_object(uri, &report.started_at.replace(':', "-"));
-    put_report(s3, &target, report).await
+/// The object or file the report of a run that started at `started_at` (RFC 3339) goes to.
+pub fn report_target(location: &ReportLocation, started_at: &str) -> ReportLocation {
+    location.target(&started_at.replace(':', "-"))
+}
+
+/// Writes `bytes` to exactly `target` (an object or a file).
+async fn write_to(s3: &aws_sdk_s3::Client, target: &ReportLocation, bytes: Vec<u8>) -> Result<()> {
+    match target {
+        ReportLocation::S3(uri) => s3
+            .put_object()
+            .bucket(&uri.bucket)
+            .key(&uri.key)
+            .content_type("application/json")
+            .body(bytes.into())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| sdk_error(format!("PutObject {uri}"), &e)),
+        ReportLocation::Local(path) => tokio::fs::write(path, bytes)
+            .await
+            .map_err(|e| Error::Usage(format!("writing the report to {}: {e}", path.display()))),
+    }
+}
+
+/// Writes a report where `location` says, named by its start time under a prefix or folder.
+pub async fn write_report(
+    s3: &aws_sdk_s3::Client,
+    location: &ReportLocation,
+    report: &Report,
+) -> Result<()> {
+    let target = report_target(location, &report.started_at);
+    write_to(
+        s3,
+        &target,
+        serde_json::to_vec_pretty(report).expect("report serialises"),
+    )
+    .await
+}
+
+/// Before the first write, holds the report's place with a small note that the restore is running, which
+/// the report replaces when the run ends: a location that cannot be written fails the run before anything
+/// is restored, not after (the same PutObject on the same key, so it needs no other permission).
+pub async fn hold_report_place(
+    s3: &aws_sdk_s3::Client,
+    location: &ReportLocation,
+    started_at: &str,
+) -> Result<()> {
+    let target = report_target(location, started_at);
+    let note = serde_json::json!({
+        "status": "running",
+        "started_at": started_at,
+        "note": "ddb-pitr is restoring; the report replaces this object when the run ends",
+    });
+    write_to(s3, &target, serde_json::to_vec_pretty(&note).expect("a note serialises"))
+        .await
+        .map_err(|e| {
+            Error::Usage(format!(
+                "--report {location}: {target} cannot be written ({e}); nothing was restored. Give a \
+                 location this identity may write, or leave --report out (the report is on stdout anyway)"
+            ))
+        })
 }

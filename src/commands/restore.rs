@@ -8,9 +8,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use ddb_pitr::aws::Clients;
-use ddb_pitr::export::location::S3Uri;
+use ddb_pitr::export::location::ReportLocation;
 use ddb_pitr::local::{self, RestoreOptions};
-use ddb_pitr::report::{Report, RunStatus};
+use ddb_pitr::report::{Report, RunStatus, report_target};
 use ddb_pitr::table::capacity::ManageOptions;
 use ddb_pitr::write::BatchSize;
 use indicatif::HumanCount;
@@ -34,8 +34,10 @@ pub struct RestoreArgs {
     /// Requests per BatchWriteItem call.
     #[arg(long, default_value_t = BatchSize::MAX)]
     batch_size: BatchSize,
-    /// Also upload the JSON report to this S3 object (or, for a URI ending in /, a new object under it).
-    #[arg(long, value_name = "S3_URI")]
+    /// Also write the JSON report here: an S3 object, or a new object under an s3:// URI ending in /; a local
+    /// file, or a new file in a local folder. Written to before the first write, so a location that cannot
+    /// be written fails the run before anything is restored.
+    #[arg(long, value_name = "S3_URI_OR_PATH")]
     report: Option<String>,
     /// Read, verify and decode everything and report what would be written; make no write calls (no table
     /// write, no capacity change, no checkpoint, no report upload: the report is printed on stdout).
@@ -141,7 +143,7 @@ pub async fn run(args: RestoreArgs) -> anyhow::Result<ExitCode> {
 
 /// The run in one line, for the person who started it: how it ended, what it wrote, how fast, and where the
 /// report and the checkpoint are.
-fn closing_line(report: &Report, uploaded: Option<&S3Uri>) -> String {
+fn closing_line(report: &Report, kept: Option<&ReportLocation>) -> String {
     let t = &report.totals;
     let status = match report.status {
         RunStatus::Succeeded => "succeeded",
@@ -166,8 +168,11 @@ fn closing_line(report: &Report, uploaded: Option<&S3Uri>) -> String {
         HumanCount(t.items_this_run),
     );
     line.push_str("; report on stdout");
-    if let Some(uri) = uploaded {
-        line.push_str(&format!(" and at {uri}"));
+    if let Some(location) = kept {
+        line.push_str(&format!(
+            " and at {}",
+            report_target(location, &report.started_at)
+        ));
     }
     if let Some(cp) = &report.checkpoint {
         line.push_str(&format!("; checkpoint {cp}"));

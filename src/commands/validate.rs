@@ -23,7 +23,8 @@ pub struct ValidateArgs {
     /// permissions checked. Nothing is created.
     #[arg(long, value_name = "S3_URI_OR_PATH")]
     resume: Option<String>,
-    /// The restore's report location (an S3 object, or a prefix ending in /): its permission is checked.
+    /// The restore's report location (an S3 object or a prefix ending in /, or a local file or folder):
+    /// its bucket or folder is checked, and its permission.
     #[arg(long, value_name = "S3_URI")]
     report: Option<String>,
     /// Check the permissions `restore --manage-capacity` needs.

@@ -153,6 +153,60 @@ impl fmt::Display for StateLocation {
 /// The S3 object a report goes to: `uri` itself, or `<prefix>ddb-pitr-report-<id>.json` when `uri` is a
 /// prefix (empty or ending in `/`). The local runner names its reports by start time, the reporter by
 /// restore id.
+/// Where `restore --report` writes the report: an S3 object or prefix, or a local file or folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReportLocation {
+    S3(S3Uri),
+    Local(PathBuf),
+}
+
+impl FromStr for ReportLocation {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        if s.starts_with("s3://") {
+            Ok(ReportLocation::S3(s.parse()?))
+        } else if s.is_empty() {
+            Err(Error::Usage("empty report path".into()))
+        } else {
+            Ok(ReportLocation::Local(PathBuf::from(s)))
+        }
+    }
+}
+
+impl fmt::Display for ReportLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReportLocation::S3(u) => u.fmt(f),
+            ReportLocation::Local(p) => p.display().fmt(f),
+        }
+    }
+}
+
+impl ReportLocation {
+    /// The object or file the report of the run with `id` goes to: the location itself, or, for an S3
+    /// prefix ending in `/` or a local folder, `ddb-pitr-report-<id>.json` in it.
+    pub fn target(&self, id: &str) -> ReportLocation {
+        match self {
+            ReportLocation::S3(uri) => ReportLocation::S3(report_object(uri, id)),
+            ReportLocation::Local(path)
+                if path.is_dir() || path.as_os_str().to_string_lossy().ends_with('/') =>
+            {
+                ReportLocation::Local(path.join(format!("ddb-pitr-report-{id}.json")))
+            }
+            ReportLocation::Local(path) => ReportLocation::Local(path.clone()),
+        }
+    }
+
+    /// The S3 location, for permissions.
+    pub fn s3(&self) -> Option<&S3Uri> {
+        match self {
+            ReportLocation::S3(uri) => Some(uri),
+            ReportLocation::Local(_) => None,
+        }
+    }
+}
+
 pub fn report_object(uri: &S3Uri, id: &str) -> S3Uri {
     if uri.key.is_empty() || uri.key.ends_with('/') {
         S3Uri {

@@ -16,18 +16,21 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::aws::Clients;
+use crate::clock::rfc3339;
 use crate::engine::{Engine, Settings};
 use crate::error::{Error, Result};
 use crate::export::chain::{Discontinuity, Expectations};
 use crate::export::discover::Find;
-use crate::export::location::{ExportUri, S3Uri, StateLocation};
+use crate::export::location::{ExportUri, ReportLocation, StateLocation};
 use crate::export::manifest::Export;
 use crate::export::request::RequestOptions;
 use crate::export::resolve::resolve;
 use crate::export::source::{ObjectReader, S3Reader};
 use crate::item::key::KeySchema;
 use crate::preflight::prepare;
-use crate::report::{CapacityReport, ErrorReport, Report, RunStatus, upload_report};
+use crate::report::{
+    CapacityReport, ErrorReport, Report, RunStatus, hold_report_place, write_report,
+};
 use crate::table::capacity::ManageOptions;
 use crate::write::BatchWriter;
 use crate::write::dynamo::DynamoWriter;
@@ -51,7 +54,7 @@ pub struct RestoreOptions {
     pub settings: Settings,
     pub dry_run: bool,
     pub resume: Option<StateLocation>,
-    pub report: Option<S3Uri>,
+    pub report: Option<ReportLocation>,
     pub shutdown_timeout: Duration,
     pub checkpoint_interval: Duration,
     /// Lines of each export decoded and key-checked before the first write.
@@ -118,6 +121,9 @@ pub async fn run(
             )
             .await?;
             choice = chosen;
+            if let Some(location) = opts.report.as_ref().filter(|_| !opts.dry_run) {
+                hold_report_place(&clients.s3, location, &rfc3339(started_at)).await?;
+            }
             preflight(opts, &exports, clients, objects.clone(), store.as_ref()).await
         } => p,
         _ = &mut shutdown => Err(Error::Interrupted),
@@ -189,8 +195,8 @@ pub async fn run(
     }
     report.chain = choice;
     let mut outcome = Outcome { report, error };
-    if let Some(uri) = &opts.report
-        && let Err(e) = upload_report(&clients.s3, uri, &outcome.report).await
+    if let Some(location) = opts.report.as_ref().filter(|_| !opts.dry_run)
+        && let Err(e) = write_report(&clients.s3, location, &outcome.report).await
     {
         // A report the user asked to keep in S3 is part of the job: without it the run did not succeed.
         if outcome.report.status == RunStatus::Succeeded {

@@ -6,10 +6,11 @@ use std::sync::Arc;
 use futures::StreamExt;
 
 use crate::aws::Clients;
+use crate::aws::error::describe;
 use crate::engine::{Engine, Settings};
 use crate::error::{Error, Result};
 use crate::export::chain::{self, Expectations};
-use crate::export::location::{ExportUri, StateLocation};
+use crate::export::location::{ExportUri, ReportLocation, StateLocation};
 use crate::export::manifest::{self, Export, SummaryChecksum};
 use crate::export::source::ObjectReader;
 use crate::item::WriteOp;
@@ -229,6 +230,72 @@ pub(super) async fn capacity_row(opts: &Options, clients: &Clients, exports: &[&
                 Status::Warn
             };
             Check::new("capacity", status, detail)
+        }
+    }
+}
+
+/// Whether the report can go where `--report` says, without writing: the bucket exists (HeadBucket answers
+/// 404 only for a missing bucket, 403 when it exists but may not be listed; PutObject itself is among the
+/// permissions), or the local folder exists and is writable.
+pub(super) async fn report_row(clients: &Clients, location: &ReportLocation) -> Check {
+    let name = "report location";
+    match location {
+        ReportLocation::S3(uri) => {
+            let head = clients.s3.head_bucket().bucket(&uri.bucket).send().await;
+            match head {
+                Ok(_) => Check::new(name, Status::Pass, format!("bucket {} exists", uri.bucket)),
+                Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 403) => {
+                    Check::new(
+                        name,
+                        Status::Pass,
+                        format!(
+                            "bucket {} exists (s3:PutObject on the report is in the permissions rows)",
+                            uri.bucket
+                        ),
+                    )
+                }
+                Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {
+                    Check::new(
+                        name,
+                        Status::Fail,
+                        format!(
+                            "bucket {} does not exist: the restore would fail before its first write",
+                            uri.bucket
+                        ),
+                    )
+                }
+                Err(e) => Check::new(
+                    name,
+                    Status::Warn,
+                    format!("HeadBucket {} failed: {}", uri.bucket, describe(&e)),
+                ),
+            }
+        }
+        ReportLocation::Local(path) => {
+            let folder = if path.is_dir() {
+                path.as_path()
+            } else {
+                path.parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(std::path::Path::new("."))
+            };
+            match std::fs::metadata(folder) {
+                Ok(m) if m.is_dir() && !m.permissions().readonly() => Check::new(
+                    name,
+                    Status::Pass,
+                    format!("folder {} exists and is writable", folder.display()),
+                ),
+                Ok(_) => Check::new(
+                    name,
+                    Status::Fail,
+                    format!("{} is not a writable folder", folder.display()),
+                ),
+                Err(e) => Check::new(
+                    name,
+                    Status::Fail,
+                    format!("folder {}: {e}", folder.display()),
+                ),
+            }
         }
     }
 }

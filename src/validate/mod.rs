@@ -31,7 +31,7 @@ use crate::aws::error::describe;
 use crate::error::Result;
 use crate::export::chain::Expectations;
 use crate::export::discover::{Choice, Find, Origin};
-use crate::export::location::{ExportUri, S3Uri, StateLocation};
+use crate::export::location::{ExportUri, ReportLocation, StateLocation};
 use crate::export::manifest::{self, Export};
 use crate::export::request::{self, RequestOptions};
 use crate::export::resolve::resolve;
@@ -59,7 +59,8 @@ pub struct Options {
     pub request: Option<RequestOptions>,
     pub expect: Expectations,
     pub resume: Option<StateLocation>,
-    pub report: Option<S3Uri>,
+    /// The restore's `--report`: where it can be written is checked (read-only).
+    pub report: Option<ReportLocation>,
     pub manage_capacity: bool,
     pub autoscaling: AutoScaling,
     /// The write units per second the restore is limited to, for the time estimate.
@@ -304,9 +305,13 @@ pub async fn run(opts: &Options, clients: &Clients) -> Findings {
         }
     };
 
-    // 4. The checkpoint, and what --manage-capacity would do (read-only: DescribeTable, DescribeScalableTargets).
+    // 4. The checkpoint, the report's place, and what --manage-capacity would do (read-only: DescribeTable,
+    // DescribeScalableTargets).
     if let Some(location) = &opts.resume {
         checks.push(checkpoint_row(clients, location, &opts.table, exports.as_deref()).await);
+    }
+    if let Some(location) = &opts.report {
+        checks.push(report_row(clients, location).await);
     }
     if opts.manage_capacity && table.is_ok() {
         checks.push(capacity_row(opts, clients, &readable).await);

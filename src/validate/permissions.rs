@@ -11,7 +11,7 @@ use crate::access::{Arn, Permission, Scope};
 use crate::aws::Clients;
 use crate::aws::error::describe;
 use crate::error::Result;
-use crate::export::location::{ExportUri, S3Uri, StateLocation};
+use crate::export::location::{ExportUri, ReportLocation, S3Uri, StateLocation};
 use crate::export::manifest::Export;
 use crate::export::source::ObjectReader;
 
@@ -59,7 +59,7 @@ pub(super) async fn scope(
             Some(StateLocation::S3(uri)) => Some(uri.clone()),
             _ => None,
         },
-        report: opts.report.clone(),
+        report: opts.report.as_ref().and_then(ReportLocation::s3).cloned(),
         kms_keys: found.kms_keys,
         manage_capacity: opts.manage_capacity,
         autoscaling: opts.autoscaling,

@@ -12,7 +12,7 @@ use ddb_pitr::distributed::planner::Planner;
 use ddb_pitr::distributed::worker::{QueueOptions, Worker, run_queue};
 use ddb_pitr::engine::Settings;
 use ddb_pitr::export::chain::Expectations;
-use ddb_pitr::export::location::{ExportUri, S3Uri, StateLocation};
+use ddb_pitr::export::location::{ExportUri, ReportLocation, S3Uri, StateLocation};
 use ddb_pitr::export::source::S3Reader;
 use ddb_pitr::local::{self, RestoreOptions};
 use ddb_pitr::report::RunStatus;
@@ -159,7 +159,7 @@ async fn local_restore_calls_only_what_the_local_policy_allows() {
     let report = s3(&bucket, "reports/");
     let opts = RestoreOptions {
         resume: Some(StateLocation::S3(checkpoint.clone())),
-        report: Some(report.clone()),
+        report: Some(ReportLocation::S3(report.clone())),
         ..restore_options(&table.name, real_exports(&bucket))
     };
     // The first run finds no checkpoint (a 404) and writes one; the second resumes from it.

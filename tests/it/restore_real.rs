@@ -283,3 +283,78 @@ async fn the_standard_endpoint_variable_is_enough() {
     )
     .await;
 }
+
+/// A `--report` that cannot be written fails the run before its first write (it used to be found after
+/// every item was written); a local folder takes the report as a file named by the run's start; `validate`
+/// tells a missing report bucket without writing anything.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_report_location_is_checked_before_the_first_write() {
+    let aws = cli::aws().await;
+    let (bucket, table) = cli::real_export_setup(&aws).await;
+    let missing = format!("s3://{}-missing/reports/", bucket.name);
+    let mut args = cli::export_args(&bucket, [REAL_FULL]);
+    args.extend(["--report".into(), missing.clone()]);
+    let run = cli::restore(&aws, &table.name, &args).await;
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        run.errors().contains("cannot be written") && run.errors().contains("nothing was restored"),
+        "{}",
+        run.errors()
+    );
+    assert!(
+        table.scan().await.is_empty(),
+        "no write before the report's place is held"
+    );
+
+    let folder = tempfile::tempdir().unwrap();
+    let mut args = cli::export_args(&bucket, [REAL_FULL]);
+    args.extend(["--report".into(), format!("{}/", folder.path().display())]);
+    let run = cli::restore(&aws, &table.name, &args).await;
+    run.assert_success();
+    let files: Vec<_> = std::fs::read_dir(folder.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let name = files[0].file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        name.starts_with("ddb-pitr-report-") && name.ends_with(".json"),
+        "{name}"
+    );
+    let kept: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&files[0]).unwrap()).unwrap();
+    assert_eq!(
+        kept, run.report,
+        "the file holds the report printed on stdout"
+    );
+    assert!(
+        run.stderr
+            .contains(&format!("report on stdout and at {}", files[0].display()))
+    );
+
+    let out = cli::command()
+        .args([
+            "validate",
+            "--table",
+            &table.name,
+            "--endpoint-url",
+            &aws.endpoint,
+        ])
+        .args(cli::export_args(&bucket, [REAL_FULL]))
+        .args(["--report", &missing])
+        .output()
+        .await
+        .unwrap();
+    let findings: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let row = findings["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "report location")
+        .unwrap_or_else(|| panic!("no report location row: {findings}"));
+    assert_eq!(row["status"], "fail", "{row}");
+    assert!(
+        row["detail"].as_str().unwrap().contains("does not exist"),
+        "{row}"
+    );
+}
