@@ -262,7 +262,7 @@ mod tests {
             validate(&c, &full_only)
                 .unwrap_err()
                 .to_string()
-                .contains("--type Full")
+                .contains("--type FULL_EXPORT does not match")
         );
         let per_export = Expectations {
             types: vec![

@@ -90,14 +90,16 @@ impl Checkpoint {
         }
     }
 
-    /// Refuses a checkpoint that belongs to another table or another chain: resuming it would skip files
-    /// of a different restore.
+    /// Checks that the checkpoint belongs to this restore, and how many exports `exports` adds to it: a
+    /// chain that extends the checkpoint's (its exports in the same order, then more: the next day's
+    /// incremental) continues it. Another table or any other chain is refused, naming the first export
+    /// that differs: resuming it would skip files of a different restore.
     pub fn check_identity(
         &self,
         location: &StateLocation,
         table: &str,
         exports: &[Export],
-    ) -> Result<()> {
+    ) -> Result<usize> {
         let err = |message: String| Error::Checkpoint {
             location: location.to_string(),
             message,
@@ -108,21 +110,49 @@ impl Checkpoint {
                 self.format
             )));
         }
-        let mine: Vec<&str> = self.exports.iter().map(|e| e.export_arn.as_str()).collect();
-        let given: Vec<&str> = exports
-            .iter()
-            .map(|e| e.summary.export_arn.as_str())
-            .collect();
-        if self.table != table || mine != given {
+        if self.table != table {
             return Err(err(format!(
-                "belongs to a restore of table {} from exports [{}], not of table {table} from [{}]; \
-                 use another --resume location for a different restore",
-                self.table,
-                mine.join(", "),
-                given.join(", ")
+                "belongs to a restore of table {}, not {table}; use another --resume location for a \
+                 different restore",
+                self.table
             )));
         }
-        Ok(())
+        let id = |arn: &str| arn.rsplit('/').next().unwrap_or(arn).to_owned();
+        for (k, mine) in self.exports.iter().enumerate() {
+            match exports.get(k) {
+                Some(given) if given.summary.export_arn == mine.export_arn => {}
+                Some(given) => {
+                    return Err(err(format!(
+                        "export {} of its chain is {}, but this run's is {}: a checkpoint continues only the \
+                         same exports in the same order (more may follow); use another --resume location",
+                        k + 1,
+                        id(&mine.export_arn),
+                        id(&given.summary.export_arn)
+                    )));
+                }
+                None => {
+                    return Err(err(format!(
+                        "its chain has {} exports and this run's only {}: export {} ({}) is missing; give the \
+                         same exports in the same order (more may follow)",
+                        self.exports.len(),
+                        exports.len(),
+                        k + 1,
+                        id(&mine.export_arn)
+                    )));
+                }
+            }
+        }
+        Ok(exports.len() - self.exports.len())
+    }
+
+    /// Adds the exports `exports` has beyond the checkpoint's chain (see [`Checkpoint::check_identity`]),
+    /// not started.
+    pub fn extend(&mut self, exports: &[Export]) {
+        let fresh = Checkpoint::new(
+            &self.table,
+            &exports[self.exports.len().min(exports.len())..],
+        );
+        self.exports.extend(fresh.exports);
     }
 }
 

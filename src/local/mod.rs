@@ -239,9 +239,18 @@ async fn preflight(
         None => Checkpoint::new(&opts.table, &chain.exports),
         Some(store) => {
             let cp = match store.load().await? {
-                Some(cp) => {
-                    cp.check_identity(store.location(), &opts.table, &chain.exports)?;
-                    tracing::info!(checkpoint = %store.location(), "resuming from checkpoint");
+                Some(mut cp) => {
+                    let added = cp.check_identity(store.location(), &opts.table, &chain.exports)?;
+                    if added > 0 {
+                        tracing::info!(
+                            checkpoint = %store.location(),
+                            "the chain continues the checkpoint's: {} finished or started exports, {added} added",
+                            cp.exports.len()
+                        );
+                        cp.extend(&chain.exports);
+                    } else {
+                        tracing::info!(checkpoint = %store.location(), "resuming from checkpoint");
+                    }
                     cp
                 }
                 None => Checkpoint::new(&opts.table, &chain.exports),

@@ -360,13 +360,18 @@ pub(super) fn checkpoint_identity_row(
                 ),
             ),
             Some(exports) => match cp.check_identity(location, table, exports) {
-                Ok(()) => Check::new(
+                Ok(added) => Check::new(
                     "checkpoint",
                     Status::Pass,
                     format!(
-                        "{location} exists and belongs to this restore: the restore resumes from it ({} of {} exports done)",
+                        "{location} exists and belongs to this restore: the restore resumes from it ({} of {} exports done{})",
                         cp.exports.iter().filter(|e| e.done).count(),
-                        cp.exports.len()
+                        cp.exports.len(),
+                        if added > 0 {
+                            format!("; {added} more added at the end")
+                        } else {
+                            String::new()
+                        }
                     ),
                 ),
                 Err(e) => Check::new("checkpoint", Status::Fail, e.to_string()),

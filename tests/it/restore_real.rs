@@ -358,3 +358,61 @@ async fn the_report_location_is_checked_before_the_first_write() {
         "{row}"
     );
 }
+
+/// Restore FULL + INC1 today, then add INC2 tomorrow with the same `--resume`: the finished exports are
+/// skipped and the new one applied. Any other change to the chain is refused, naming the first export
+/// that differs, before any write.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_finished_checkpoint_takes_the_next_incremental_export() {
+    let aws = cli::aws().await;
+    let (bucket, table) = cli::real_export_setup(&aws).await;
+    let state = tempfile::tempdir().unwrap();
+    let resume = [
+        "--resume".to_string(),
+        state.path().join("cp.json").display().to_string(),
+    ];
+    let run = |exports: &[&str]| {
+        let mut args = cli::export_args(&bucket, exports.iter().copied());
+        args.extend(resume.clone());
+        args.push("--allow-gaps".into());
+        args
+    };
+    cli::restore(&aws, &table.name, &run(&[REAL_FULL, REAL_INC1]))
+        .await
+        .assert_success();
+
+    let extended = cli::restore(&aws, &table.name, &run(&[REAL_FULL, REAL_INC1, REAL_INC2])).await;
+    extended.assert_success();
+    assert_table_matches(
+        &aws.ddb,
+        &table.name,
+        cli::real_export().join("expected-after-chain.jsonl"),
+    )
+    .await;
+    assert_eq!(
+        extended.report["totals"]["items_this_run"], 5,
+        "only INC2's 3 puts and 2 deletes are written: {}",
+        extended.report["totals"]
+    );
+    assert!(extended.stderr.contains("1 added"), "{}", extended.stderr);
+
+    // Another chain: the FULL and INC2 without INC1.
+    let other = cli::restore(&aws, &table.name, &run(&[REAL_FULL, REAL_INC2])).await;
+    assert_eq!(other.code, Some(1));
+    let e = other.errors();
+    assert!(
+        e.contains("export 2 of its chain is 01768386924000-d339e52d, but this run's is 01768388186000-4a2fc3ff"),
+        "{e}"
+    );
+    assert!(!e.contains("arn:aws:dynamodb"), "short, by export id: {e}");
+    // A shorter chain.
+    let shorter = cli::restore(&aws, &table.name, &run(&[REAL_FULL])).await;
+    assert_eq!(shorter.code, Some(1));
+    assert!(
+        shorter
+            .errors()
+            .contains("its chain has 3 exports and this run's only 1"),
+        "{}",
+        shorter.errors()
+    );
+}
