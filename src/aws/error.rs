@@ -74,13 +74,57 @@ where
                 _ => format!("{} (HTTP {status})", se.err()),
             }
         }
-        other => DisplayErrorContext(other).to_string(),
+        other => {
+            tracing::debug!("SDK error detail: {}", DisplayErrorContext(other));
+            let text = causes(other);
+            if no_credentials(&text) {
+                NO_CREDENTIALS_HELP.replace(
+                    "{profile}",
+                    &std::env::var("AWS_PROFILE").unwrap_or_else(|_| "default".into()),
+                )
+            } else {
+                text
+            }
+        }
     }
 }
 
+/// What to do when the credential chain found nothing, in one line.
+const NO_CREDENTIALS_HELP: &str = "no AWS credentials were found: looked in the environment \
+    (AWS_ACCESS_KEY_ID), profile `{profile}` of ~/.aws/config and ~/.aws/credentials (SSO included), web \
+    identity, and container and instance metadata. Run `aws sso login --profile NAME` and set AWS_PROFILE=NAME \
+    (--s3-profile NAME for the export bucket), or export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY \
+    (the SDK's detail is logged with RUST_LOG=debug)";
+
+/// Whether an error's text says the credential chain found no credentials.
+fn no_credentials(text: &str) -> bool {
+    text.contains("no credentials found in chain")
+        || text.contains("credential provider was not enabled")
+}
+
+/// The error and its sources, each once, as one line: `dispatch failure: io error: connection refused`.
+fn causes(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let text = e.to_string();
+        let first = text.lines().next().unwrap_or_default().trim().to_owned();
+        if !first.is_empty() && !parts.iter().any(|p| p.contains(&first)) {
+            parts.push(first);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
+}
+
 /// Throttling, 5xx, 429, timeouts and transport failures.
-pub fn is_transient<E: ProvideErrorMetadata>(err: &SdkError<E, Response>) -> bool {
+pub fn is_transient<E>(err: &SdkError<E, Response>) -> bool
+where
+    E: std::error::Error + ProvideErrorMetadata + 'static,
+{
     match err {
+        // No credentials: retrying finds none again.
+        SdkError::DispatchFailure(_) if no_credentials(&causes(err)) => false,
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             true
         }

@@ -416,3 +416,55 @@ async fn a_finished_checkpoint_takes_the_next_incremental_export() {
         shorter.errors()
     );
 }
+
+/// No credentials anywhere: one line that says where they were looked for and what to do, not the SDK's
+/// thousand characters, and no retries.
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_credentials_are_said_in_one_line() {
+    let home = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_ddb-pitr"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home.path())
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_PROFILE", "oncall")
+        .args([
+            "restore",
+            "--table",
+            "orders",
+            "--export",
+            "s3://b/AWSDynamoDB/01768385930622-efd1a093/",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let error = stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    for needle in [
+        "no AWS credentials were found",
+        "profile `oncall`",
+        "aws sso login --profile",
+        "AWS_PROFILE",
+    ] {
+        assert!(error.contains(needle), "{needle:?} in {error}");
+    }
+    assert!(
+        error.len() < 600,
+        "one readable line: {} chars: {error}",
+        error.len()
+    );
+    assert!(
+        !stderr.contains("DispatchFailure"),
+        "no SDK internals: {stderr}"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["errors"][0]["error_type"], "Fatal",
+        "not retryable: {report}"
+    );
+}
