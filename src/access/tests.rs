@@ -415,6 +415,12 @@ fn sdk_names_map_to_iam_actions() {
 const OUTSIDE_ROLES: &[(&str, &str, &str, &str)] = &[
     (
         "DynamoDB",
+        "ListTables",
+        "src/table/mod.rs",
+        "only after a missing table, for a \"did you mean\" when it is allowed; denied, there is no suggestion",
+    ),
+    (
+        "DynamoDB",
         "CreateTable",
         "src/distributed/control.rs",
         "ControlTable::create, for tests and local experiments; the stack creates the control table",

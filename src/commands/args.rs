@@ -28,11 +28,83 @@ pub struct AwsArgs {
     /// AWS_ENDPOINT_URL_DYNAMODB work as usual.
     #[arg(long, value_name = "URL")]
     pub endpoint_url: Option<String>,
+    /// Accept a region name ddb-pitr does not know (a region newer than this version).
+    #[arg(long)]
+    pub allow_unknown_region: bool,
 }
 
+/// The AWS regions of the commercial, China, GovCloud and European Sovereign Cloud partitions when this
+/// version was released. A region given by mistake (`us-east1`, `eu-west`) otherwise costs the retries of
+/// every call before the error.
+const KNOWN_REGIONS: &[&str] = &[
+    "af-south-1",
+    "ap-east-1",
+    "ap-east-2",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-northeast-3",
+    "ap-south-1",
+    "ap-south-2",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "ap-southeast-3",
+    "ap-southeast-4",
+    "ap-southeast-5",
+    "ap-southeast-6",
+    "ap-southeast-7",
+    "ca-central-1",
+    "ca-west-1",
+    "cn-north-1",
+    "cn-northwest-1",
+    "eu-central-1",
+    "eu-central-2",
+    "eu-north-1",
+    "eu-south-1",
+    "eu-south-2",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "eusc-de-east-1",
+    "il-central-1",
+    "me-central-1",
+    "me-south-1",
+    "mx-central-1",
+    "sa-east-1",
+    "us-east-1",
+    "us-east-2",
+    "us-gov-east-1",
+    "us-gov-west-1",
+    "us-west-1",
+    "us-west-2",
+];
+
 impl AwsArgs {
-    pub async fn clients(&self) -> Clients {
-        Clients::load(&self.options(None)).await
+    pub async fn clients(&self) -> anyhow::Result<Clients> {
+        self.load(None).await
+    }
+
+    /// The clients, with the export bucket's side from `s3`; a region name that is not an AWS region is
+    /// refused at once, unless `--allow-unknown-region`.
+    pub async fn load(&self, s3: Option<&S3Args>) -> anyhow::Result<Clients> {
+        let clients = Clients::load(&self.options(s3)).await;
+        if !self.allow_unknown_region {
+            let regions = [
+                ("--region", clients.dynamodb.config().region()),
+                ("--s3-region", clients.exports.s3.config().region()),
+            ];
+            for (flag, region) in regions {
+                if let Some(r) = region
+                    && !KNOWN_REGIONS.contains(&r.as_ref())
+                {
+                    anyhow::bail!(
+                        "`{r}` is not an AWS region ({flag}, AWS_REGION or the profile's region): regions look \
+                         like us-east-1 or eu-west-2; pass --allow-unknown-region for a region newer than this \
+                         version of ddb-pitr"
+                    );
+                }
+            }
+        }
+        Ok(clients)
     }
 
     pub fn options(&self, s3: Option<&S3Args>) -> ClientOptions {

@@ -60,7 +60,7 @@ pub struct CloudStatusArgs {
 }
 
 pub async fn start(args: CloudStartArgs) -> anyhow::Result<ExitCode> {
-    let clients = args.aws.clients().await;
+    let clients = args.aws.clients().await?;
     let find = args.chain.find()?;
     if let (Some(find), Some(request)) = (&find, args.chain.request()) {
         let objects = S3Reader::new(clients.exports.s3.clone());
@@ -102,7 +102,7 @@ pub async fn start(args: CloudStartArgs) -> anyhow::Result<ExitCode> {
 /// planning) on stdout. Exit status: 0 while
 /// running or after success, 1 after any other end.
 pub async fn status(args: CloudStatusArgs) -> anyhow::Result<ExitCode> {
-    let clients = args.aws.clients().await;
+    let clients = args.aws.clients().await?;
     let control = ControlTable::new(clients.dynamodb.clone(), &args.control_table);
     let mut status = cloud::status(&clients.sfn, &control, &args.execution_arn).await?;
     if args.wait {

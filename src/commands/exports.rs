@@ -4,7 +4,6 @@
 use std::process::ExitCode;
 
 use clap::Args;
-use ddb_pitr::aws::Clients;
 use ddb_pitr::clock::rfc3339;
 use ddb_pitr::export::discover::{self, Listing, Origin};
 use ddb_pitr::export::resolve;
@@ -35,7 +34,7 @@ pub struct ExportsArgs {
 }
 
 pub async fn run(args: ExportsArgs) -> anyhow::Result<ExitCode> {
-    let clients = Clients::load(&args.aws.options(Some(&args.s3))).await;
+    let clients = args.aws.load(Some(&args.s3)).await?;
     let objects = S3Reader::new(clients.exports.s3.clone());
     let origin = Origin::given(args.export_prefix.as_deref(), args.source_table.as_deref())?
         .expect("clap requires --export-prefix or --source-table");

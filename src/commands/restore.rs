@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use ddb_pitr::aws::Clients;
 use ddb_pitr::export::location::ReportLocation;
 use ddb_pitr::local::{self, RestoreOptions};
 use ddb_pitr::report::{Report, RunStatus, report_target};
@@ -122,7 +121,7 @@ pub async fn run(args: RestoreArgs) -> anyhow::Result<ExitCode> {
         max_wcu: args.capacity.max_wcu,
         manage_capacity: args.capacity.manage(),
     };
-    let clients = Clients::load(&args.aws.options(Some(&args.s3))).await;
+    let clients = args.aws.load(Some(&args.s3)).await?;
     let outcome = local::run(&opts, &clients, shutdown_signal()).await;
     let json = serde_json::to_string_pretty(&outcome.report).context("serialising the report")?;
     print_data(&json);

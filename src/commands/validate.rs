@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use ddb_pitr::aws::Clients;
 use ddb_pitr::validate::{self, DEFAULT_PRICE_PER_MILLION_WRU, Options};
 
 use super::EXIT_FAILED;
@@ -67,7 +66,7 @@ pub async fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
         price_per_million_wru: args.price_per_million_wru,
         sample_lines: args.sample_lines,
     };
-    let clients = Clients::load(&args.aws.options(Some(&args.s3))).await;
+    let clients = args.aws.load(Some(&args.s3)).await?;
     let report = validate::run(&opts, &clients).await;
     say_text(&report.render_table());
     print_data(&serde_json::to_string_pretty(&report).context("serialising the validate report")?);

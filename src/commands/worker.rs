@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use ddb_pitr::aws::Clients;
 use ddb_pitr::distributed::worker::{QueueOptions, Worker, WorkerOptions, run_queue};
 use ddb_pitr::write::BatchSize;
 
@@ -71,7 +70,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
             humantime::format_duration(args.checkpoint_interval)
         );
     }
-    let clients = Clients::load(&args.aws.options(Some(&args.s3))).await;
+    let clients = args.aws.load(Some(&args.s3)).await?;
     let worker = Worker::new(
         &clients,
         &args.control_table,

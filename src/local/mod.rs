@@ -31,6 +31,7 @@ use crate::preflight::prepare;
 use crate::report::{
     CapacityReport, ErrorReport, Report, RunStatus, hold_report_place, write_report,
 };
+use crate::table;
 use crate::table::capacity::ManageOptions;
 use crate::write::BatchWriter;
 use crate::write::dynamo::DynamoWriter;
@@ -124,7 +125,10 @@ pub async fn run(
             if let Some(location) = opts.report.as_ref().filter(|_| !opts.dry_run) {
                 hold_report_place(&clients.s3, location, &rfc3339(started_at)).await?;
             }
-            preflight(opts, &exports, clients, objects.clone(), store.as_ref()).await
+            match preflight(opts, &exports, clients, objects.clone(), store.as_ref()).await {
+                Err(e) => Err(table::name_the_account(e, &clients.sts).await),
+                ok => ok,
+            }
         } => p,
         _ = &mut shutdown => Err(Error::Interrupted),
     };

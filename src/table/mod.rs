@@ -8,6 +8,7 @@ use aws_sdk_dynamodb::types::{
 };
 use serde::Serialize;
 
+use crate::aws::caller_account;
 use crate::aws::error::sdk_error;
 use crate::error::{Error, Result};
 use crate::item::key::{KeyAttr, KeySchema, KeyType};
@@ -36,16 +37,96 @@ pub async fn fetch(client: &aws_sdk_dynamodb::Client, table: &str) -> Result<Tab
             if e.as_service_error()
                 .is_some_and(|s| s.is_resource_not_found_exception()) =>
         {
-            return Err(err(
-                "does not exist in this account and region; create it with the source table's key schema \
-                 (see `aws dynamodb describe-table` on the source) and run again"
-                    .into(),
-            ));
+            let region = client
+                .config()
+                .region()
+                .map_or_else(|| "this region".to_owned(), |r| format!("region {r}"));
+            let hint = match similar_tables(client, table).await.as_slice() {
+                [] => String::new(),
+                names => format!(" Did you mean {}?", names.join(" or ")),
+            };
+            return Err(err(format!(
+                "{MISSING} in {region} of this account.{hint} Pass --region if it is in another region, or \
+                 create it with the source table's key schema (see `aws dynamodb describe-table` on the \
+                 source) and run again"
+            )));
         }
         Err(e) => return Err(sdk_error(format!("DescribeTable {table}"), &e)),
     };
     out.table
         .ok_or_else(|| err("DescribeTable returned no table description".into()))
+}
+
+/// The start of the message of a table that does not exist, which [`name_the_account`] completes.
+const MISSING: &str = "does not exist";
+
+/// Tables of the account and region whose names differ from `table` only in case, or by at most two
+/// characters (ListTables, when allowed; nothing when not).
+async fn similar_tables(client: &aws_sdk_dynamodb::Client, table: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut start: Option<String> = None;
+    // At most 10 pages of 100: a suggestion, not an inventory.
+    for _ in 0..10 {
+        let Ok(out) = client
+            .list_tables()
+            .set_exclusive_start_table_name(start.take())
+            .send()
+            .await
+        else {
+            break;
+        };
+        names.extend(out.table_names().iter().cloned());
+        match out.last_evaluated_table_name() {
+            Some(last) => start = Some(last.to_owned()),
+            None => break,
+        }
+    }
+    let want = table.to_lowercase();
+    let mut close: Vec<(usize, String)> = names
+        .into_iter()
+        .filter(|n| n != table)
+        .map(|n| (edit_distance(&n.to_lowercase(), &want), n))
+        .filter(|(d, _)| *d <= 2)
+        .collect();
+    close.sort();
+    close
+        .into_iter()
+        .take(3)
+        .map(|(_, n)| format!("`{n}`"))
+        .collect()
+}
+
+/// Levenshtein distance, on characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+/// A missing-table error with the account named (sts:GetCallerIdentity, which needs no permission); any
+/// other error as it is.
+pub async fn name_the_account(e: Error, sts: &aws_sdk_sts::Client) -> Error {
+    match e {
+        Error::Table { table, message } if message.starts_with(MISSING) => {
+            let message = match caller_account(sts).await {
+                Ok(account) => {
+                    message.replacen("of this account", &format!("of account {account}"), 1)
+                }
+                Err(_) => message,
+            };
+            Error::Table { table, message }
+        }
+        other => other,
+    }
 }
 
 /// The checks a restore makes on a table's description: ACTIVE (or UPDATING), and a key schema of scalar

@@ -91,7 +91,10 @@ pub(super) fn chain_row(exports: &[Export], expect: &Expectations) -> Check {
 
 /// One DescribeTable: the restore's own checks ([`table::info`]) and the capacity and indexes.
 pub(super) async fn describe_table(clients: &Clients, name: &str) -> Result<TableFacts> {
-    let desc = table::fetch(&clients.dynamodb, name).await?;
+    let desc = match table::fetch(&clients.dynamodb, name).await {
+        Ok(desc) => desc,
+        Err(e) => return Err(table::name_the_account(e, &clients.sts).await),
+    };
     Ok(TableFacts::from_description(
         table::info(name, &desc)?,
         &desc,

@@ -264,6 +264,22 @@ async fn a_missing_table_is_reported_before_any_write() {
         run.report.get("resume_hint").is_none(),
         "nothing was written, so there is nothing to resume"
     );
+    let e = run.errors();
+    assert!(
+        e.contains("in region us-east-1 of account 123456789012") && e.contains("--region"),
+        "names the account and region, and suggests --region: {e}"
+    );
+
+    // The right name in the wrong case: a suggestion from ListTables.
+    let shouted = _table.name.to_uppercase();
+    let run = cli::restore(&aws, &shouted, &cli::export_args(&bucket, [REAL_FULL])).await;
+    assert_eq!(run.code, Some(1));
+    assert!(
+        run.errors()
+            .contains(&format!("Did you mean `{}`?", _table.name)),
+        "{}",
+        run.errors()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -466,5 +482,63 @@ async fn missing_credentials_are_said_in_one_line() {
     assert_eq!(
         report["errors"][0]["error_type"], "Fatal",
         "not retryable: {report}"
+    );
+}
+
+/// A region that is not one is refused at once, instead of after every call's retries; a new region is
+/// accepted with --allow-unknown-region.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_region_that_is_not_one_is_refused_at_once() {
+    let aws = cli::aws().await;
+    let started = std::time::Instant::now();
+    let out = cli::command()
+        .args([
+            "restore",
+            "--table",
+            "orders",
+            "--region",
+            "us-east1",
+            "--endpoint-url",
+            &aws.endpoint,
+        ])
+        .args(["--export", "s3://b/AWSDynamoDB/01768385930622-efd1a093/"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("`us-east1` is not an AWS region")
+            && stderr.contains("--allow-unknown-region"),
+        "{stderr}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "at once"
+    );
+
+    // Accepted, the region reaches the service (moto, which knows no such region, answers 500).
+    let (bucket, table) = cli::real_export_setup(&aws).await;
+    let mut args = cli::export_args(&bucket, [REAL_FULL]);
+    args.extend(
+        [
+            "--region",
+            "xx-new-1",
+            "--allow-unknown-region",
+            "--max-attempts",
+            "1",
+        ]
+        .map(String::from),
+    );
+    let run = cli::restore(&aws, &table.name, &args).await;
+    assert!(
+        !run.stderr.contains("is not an AWS region"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("DescribeTable"),
+        "the calls are made: {}",
+        run.stderr
     );
 }
