@@ -8,13 +8,13 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 mod commands;
 
-use commands::EXIT_FAILED;
 use commands::cloud::{CloudStartArgs, CloudStatusArgs};
 use commands::exports::ExportsArgs;
 use commands::policy::PolicyArgs;
 use commands::restore::RestoreArgs;
 use commands::validate::ValidateArgs;
 use commands::worker::WorkerArgs;
+use commands::{EXIT_FAILED, EXIT_USAGE};
 
 /// Restore Amazon DynamoDB tables from DynamoDB "export to S3" output (FULL and INCREMENTAL exports).
 #[derive(Parser)]
@@ -79,7 +79,12 @@ async fn main() -> ExitCode {
     };
     result.unwrap_or_else(|e| {
         commands::say!("error: {e:#}");
-        ExitCode::from(EXIT_FAILED)
+        // Bad usage found before anything ran (a malformed URI, a region that is not one) exits like clap's:
+        // 2, with nothing on stdout.
+        match e.downcast_ref::<ddb_pitr::Error>() {
+            Some(ddb_pitr::Error::Usage(_)) => ExitCode::from(EXIT_USAGE),
+            _ => ExitCode::from(EXIT_FAILED),
+        }
     })
 }
 

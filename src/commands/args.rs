@@ -12,6 +12,8 @@ use ddb_pitr::export::discover::{Find, Origin, Target};
 use ddb_pitr::export::location::ExportUri;
 use ddb_pitr::export::manifest::{ExportType, OutputView};
 use ddb_pitr::export::request::RequestOptions;
+use ddb_pitr::export::resolve;
+use ddb_pitr::export::source::S3Reader;
 use ddb_pitr::table::capacity::AutoScaling;
 use ddb_pitr::write::BatchSize;
 use ddb_pitr::write::pace::MIN_RATE;
@@ -96,11 +98,12 @@ impl AwsArgs {
                 if let Some(r) = region
                     && !KNOWN_REGIONS.contains(&r.as_ref())
                 {
-                    anyhow::bail!(
+                    return Err(ddb_pitr::Error::Usage(format!(
                         "`{r}` is not an AWS region ({flag}, AWS_REGION or the profile's region): regions look \
                          like us-east-1 or eu-west-2; pass --allow-unknown-region for a region newer than this \
                          version of ddb-pitr"
-                    );
+                    ))
+                    .into());
                 }
             }
         }
@@ -210,6 +213,28 @@ impl ChainArgs {
             .iter()
             .map(|e| e.parse())
             .collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// [`ChainArgs::export_uris`], and for an `--export` that is a folder of exports, the exports it holds
+    /// in the error.
+    pub async fn export_uris_or_explain(
+        &self,
+        clients: &Clients,
+    ) -> anyhow::Result<Vec<ExportUri>> {
+        match self.export_uris() {
+            Ok(uris) => Ok(uris),
+            Err(e) => {
+                let objects = S3Reader::new(clients.exports.s3.clone());
+                for given in &self.exports {
+                    if given.parse::<ExportUri>().is_err()
+                        && let Some(why) = resolve::explain_folder(&objects, given).await
+                    {
+                        return Err(ddb_pitr::Error::Usage(why).into());
+                    }
+                }
+                Err(e)
+            }
+        }
     }
 
     /// What `--export-prefix`, `--to` and `--source-table` ask to find, if given.

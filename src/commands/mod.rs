@@ -44,6 +44,7 @@ pub fn stderr_colour() -> bool {
 
 /// Exit statuses: 0 success, 1 failure, 2 bad usage (clap), 130 interrupted.
 pub const EXIT_FAILED: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_INTERRUPTED: u8 = 130;
 
 /// Resolves on the first SIGINT or SIGTERM. A second signal exits at once; the last saved checkpoint stays

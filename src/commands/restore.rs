@@ -103,9 +103,10 @@ impl CapacityArgs {
 }
 
 pub async fn run(args: RestoreArgs) -> anyhow::Result<ExitCode> {
+    let clients = args.aws.load(Some(&args.s3)).await?;
     let opts = RestoreOptions {
         table: args.chain.table.clone(),
-        exports: args.chain.export_uris()?,
+        exports: args.chain.export_uris_or_explain(&clients).await?,
         find: args.chain.find()?,
         request: args.chain.request(),
         expect: args.chain.expectations(),
@@ -121,7 +122,6 @@ pub async fn run(args: RestoreArgs) -> anyhow::Result<ExitCode> {
         max_wcu: args.capacity.max_wcu,
         manage_capacity: args.capacity.manage(),
     };
-    let clients = args.aws.load(Some(&args.s3)).await?;
     let outcome = local::run(&opts, &clients, shutdown_signal()).await;
     let json = serde_json::to_string_pretty(&outcome.report).context("serialising the report")?;
     print_data(&json);

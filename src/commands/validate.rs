@@ -52,9 +52,10 @@ pub async fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     if !(args.price_per_million_wru.is_finite() && args.price_per_million_wru >= 0.0) {
         anyhow::bail!("--price-per-million-wru must be a non-negative number");
     }
+    let clients = args.aws.load(Some(&args.s3)).await?;
     let opts = Options {
         table: args.chain.table.clone(),
-        exports: args.chain.export_uris()?,
+        exports: args.chain.export_uris_or_explain(&clients).await?,
         find: args.chain.find()?,
         request: args.chain.request(),
         expect: args.chain.expectations(),
@@ -66,7 +67,6 @@ pub async fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
         price_per_million_wru: args.price_per_million_wru,
         sample_lines: args.sample_lines,
     };
-    let clients = args.aws.load(Some(&args.s3)).await?;
     let report = validate::run(&opts, &clients).await;
     say_text(&report.render_table());
     print_data(&serde_json::to_string_pretty(&report).context("serialising the validate report")?);

@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::export::discover::{
     self, Catalog, Choice, Find, Origin, Target, choose, pick_table, points,
 };
-use crate::export::location::ExportUri;
+use crate::export::location::{ExportUri, S3Uri};
 use crate::export::request::{self, RequestOptions};
 use crate::export::source::ObjectReader;
 
@@ -94,6 +94,46 @@ pub async fn catalog(
             discover::scan_table(&clients.source_in(&region_of(arn)?), objects, arn).await
         }
     }
+}
+
+/// When `given` (an `--export` that is not an export location) is a folder that holds exports, what they
+/// are and what to give instead; `None` when it holds none.
+pub async fn explain_folder(objects: &dyn ObjectReader, given: &str) -> Option<String> {
+    let uri: S3Uri = given.parse().ok()?;
+    let catalog = discover::scan(objects, &uri).await.ok()?;
+    if catalog.exports.is_empty() {
+        return None;
+    }
+    const SHOWN: usize = 20;
+    let listed: Vec<String> = catalog
+        .exports
+        .iter()
+        .take(SHOWN)
+        .map(|f| {
+            let table = f.table_arn.rsplit('/').next().unwrap_or(&f.table_arn);
+            format!(
+                "{} ({} of {table}, to {})",
+                f.export_id,
+                f.export_type,
+                rfc3339(f.end)
+            )
+        })
+        .collect();
+    let more = catalog.exports.len().saturating_sub(SHOWN);
+    let first = &catalog.exports[0].uri;
+    Some(format!(
+        "`{given}` is a folder of {} exports, not one export: {}{}. Give one with --export {}, or let \
+         ddb-pitr choose the chain: --export-prefix {} --to TIME|latest",
+        catalog.exports.len(),
+        listed.join(", "),
+        if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        },
+        format_args!("s3://{}/{}", first.bucket, first.key("")),
+        catalog.origin
+    ))
 }
 
 /// The region of a table ARN, where its export APIs are called.

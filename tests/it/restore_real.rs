@@ -505,7 +505,8 @@ async fn a_region_that_is_not_one_is_refused_at_once() {
         .output()
         .await
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2), "bad usage");
+    assert!(out.stdout.is_empty(), "no report for bad usage");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("`us-east1` is not an AWS region")
@@ -541,4 +542,52 @@ async fn a_region_that_is_not_one_is_refused_at_once() {
         "the calls are made: {}",
         run.stderr
     );
+}
+
+/// `--export` given a folder above the exports lists what it holds and what to give instead; a malformed
+/// URI is bad usage (exit 2, nothing on stdout), before any call.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_export_folder_lists_its_exports_and_a_malformed_uri_is_bad_usage() {
+    let aws = cli::aws().await;
+    let (bucket, table) = cli::real_export_setup(&aws).await;
+    for folder in [bucket.url("AWSDynamoDB/"), bucket.url("")] {
+        let run = cli::command()
+            .args([
+                "restore",
+                "--table",
+                &table.name,
+                "--endpoint-url",
+                &aws.endpoint,
+            ])
+            .args(["--export", &folder])
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(run.status.code(), Some(2), "{folder}");
+        assert!(run.stdout.is_empty());
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        for needle in [
+            "is a folder of 3 exports, not one export",
+            "01768385930622-efd1a093 (FULL_EXPORT of",
+            "01768386924000-d339e52d (INCREMENTAL_EXPORT of",
+            "--export-prefix",
+        ] {
+            assert!(stderr.contains(needle), "{needle:?} in {stderr}");
+        }
+    }
+    let run = cli::command()
+        .args([
+            "restore",
+            "--table",
+            &table.name,
+            "--endpoint-url",
+            &aws.endpoint,
+        ])
+        .args(["--export", "https://example.com/export"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(run.status.code(), Some(2));
+    assert!(run.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&run.stderr).contains("is not an s3:// URI"));
 }
