@@ -232,6 +232,13 @@ mod tests {
                 ResourceNotFoundException::builder().build(),
             )
         });
+        // The missing table's "did you mean": one table of another case.
+        let listed = mock!(Client::list_tables).then_output(|| {
+            aws_sdk_dynamodb::operation::list_tables::ListTablesOutput::builder()
+                .table_names("T")
+                .table_names("unrelated")
+                .build()
+        });
         let creating = mock!(Client::describe_table).then_output(move || {
             DescribeTableOutput::builder()
                 .table(table(TableStatus::Creating))
@@ -245,11 +252,12 @@ mod tests {
         let client = mock_client!(
             aws_sdk_dynamodb,
             RuleMode::Sequential,
-            &[&missing, &creating, &active]
+            &[&missing, &listed, &creating, &active]
         );
 
         let e = describe(&client, "t").await.unwrap_err().to_string();
         assert!(e.contains("table t: does not exist"), "{e}");
+        assert!(e.contains("Did you mean `T`?"), "{e}");
         let e = describe(&client, "t").await.unwrap_err().to_string();
         assert!(e.contains("is CREATING, not ACTIVE"), "{e}");
         let info = describe(&client, "t").await.unwrap();
