@@ -7,7 +7,8 @@ the DynamoDB endpoint), and measures ddb-pitr restore with /usr/bin/time: CPU an
 5,000 and 20,000 WCU/s (sustained fraction of the cap, calls per 25 items, p99 batch wait), the cost of a
 resume by checkpoint offset, and the time to first write. Several runs each; medians are reported.
 
-Standard library only. Prints a Markdown summary and writes every raw number to --out as JSON.
+Standard library only (the discovery part places its objects with the test venv's boto3, in a subprocess).
+Prints a Markdown summary and writes every raw number to --out as JSON.
 """
 
 import argparse
@@ -197,6 +198,99 @@ def copies(args):
     return out
 
 
+# Places export summaries in moto's S3 (run with the test venv's Python, which has boto3): N exports of 4
+# tables under one prefix, each table a run of chains (a FULL export, then 23 contiguous 15-minute
+# incrementals), and one folder in a hundred with only `_started` (an export still running). Uploads in
+# threads; prints what it placed as JSON.
+PLACE_EXPORTS = r"""
+import concurrent.futures, hashlib, json, sys, time
+import boto3
+url, bucket, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+s3 = boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="bench",
+                  aws_secret_access_key="bench")
+s3.create_bucket(Bucket=bucket)
+iso = lambda ms: time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + ".000Z"
+objects, finished, running = [], 0, 0
+base = 1_768_000_000_000
+for i in range(n):
+    table = f"arn:aws:dynamodb:us-east-1:123456789012:table/bench-{i % 4}"
+    k = i // 4
+    start = base + (k // 24) * 24 * 900_000 + (k % 24) * 900_000
+    eid = f"{start:014d}-{hashlib.md5(f'{table}{k}'.encode()).hexdigest()[:8]}"
+    folder = f"backups/AWSDynamoDB/{eid}/"
+    objects.append((folder + "_started", b""))
+    if i % 100 == 99:
+        running += 1
+        continue
+    summary = {"version": "2023-08-01", "exportArn": f"{table}/export/{eid}", "startTime": iso(start),
+               "endTime": iso(start + 60_000), "tableArn": table, "tableId": "bench", "s3Bucket": bucket,
+               "s3Prefix": "backups", "s3SseAlgorithm": "AES256", "s3SseKmsKeyId": None,
+               "manifestFilesS3Key": folder + "manifest-files.json", "billedSizeBytes": 10_000_000,
+               "itemCount": 1000, "outputFormat": "DYNAMODB_JSON"}
+    if k % 24 == 0:
+        summary.update(exportTime=iso(start), exportType="FULL_EXPORT")
+    else:
+        summary.update(exportFromTime=iso(start - 900_000), exportToTime=iso(start),
+                       outputView="NEW_AND_OLD_IMAGES", exportType="INCREMENTAL_EXPORT")
+    body = json.dumps(summary).encode()
+    objects.append((folder + "manifest-summary.json", body))
+    objects.append((folder + "manifest-summary.md5", hashlib.md5(body).hexdigest().encode()))
+    finished += 1
+t0 = time.monotonic()
+with concurrent.futures.ThreadPoolExecutor(16) as pool:
+    list(pool.map(lambda o: s3.put_object(Bucket=bucket, Key=o[0], Body=o[1]), objects))
+print(json.dumps({"exports": n, "finished": finished, "running": running, "objects": len(objects),
+                  "upload_s": time.monotonic() - t0}))
+"""
+
+
+def discover(args):
+    """`ddb-pitr exports` over a prefix of 2,000 export folders (and 200, to see how it scales) in moto's S3
+    on loopback: ListObjectsV2 with a delimiter, then every summary read, 32 at once. moto answers each
+    request far slower than S3 does, so this bounds the tool's own overhead plus moto's from above."""
+    venv = ROOT / ".venv" / "bin"
+    import socket
+    import urllib.request
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    with open(LOG, "ab") as err:
+        moto = subprocess.Popen([str(venv / "moto_server"), "-p", str(port)], stdout=err, stderr=err)
+    try:
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(url, timeout=1)
+                break
+            except OSError:
+                time.sleep(0.05)
+        out = []
+        for n in ((200,) if args.quick else (200, 2000)):
+            bucket = f"discover-{n}"
+            placed = json.loads(subprocess.run([str(venv / "python"), "-c", PLACE_EXPORTS, url, bucket, str(n)],
+                                               check=True, capture_output=True, text=True).stdout)
+            walls = []
+            for _ in range(args.runs):
+                t0 = time.monotonic()
+                res = subprocess.run([str(BIN / "ddb-pitr"), "exports", "--export-prefix", f"s3://{bucket}/backups/",
+                                      "--endpoint-url", url], env=ENV, capture_output=True, text=True)
+                walls.append(time.monotonic() - t0)
+                if res.returncode != 0:
+                    raise RuntimeError(f"ddb-pitr exports failed: {res.stderr[-2000:]}")
+                listing = json.loads(res.stdout)
+                found = sum(len(t["exports"]) for t in listing["tables"])
+                if found != placed["finished"] or len(listing["skipped"]) != placed["running"]:
+                    raise RuntimeError(f"listed {found} exports and skipped {len(listing['skipped'])}, placed {placed}")
+                points = sum(len(t["points"]) for t in listing["tables"])
+            wall = median(walls)
+            log(f"discover {n}: {wall:.2f} s")
+            out.append({**placed, "wall": wall, "walls": walls, "points": points, "ms_per_export": 1000 * wall / n})
+        return out
+    finally:
+        moto.terminate()
+        moto.wait()
+
+
 def capped(args, work, dataset, wcu, adaptive=True):
     runs = []
     extra = [] if adaptive else ["--no-adaptive-rate"]
@@ -299,7 +393,7 @@ def main():
     ap.add_argument("--scale", type=float, default=1.0, help="multiply every dataset's item count")
     ap.add_argument("--work", type=Path, default=ROOT / "target" / "bench")
     ap.add_argument("--out", type=Path, default=ROOT / "target" / "bench" / "results.json")
-    ap.add_argument("--only", default="", help="comma-separated: e2e,big,large,capped,resume,copies")
+    ap.add_argument("--only", default="", help="comma-separated: e2e,big,large,capped,resume,copies,discover")
     args = ap.parse_args()
     if args.quick:
         args.runs = 1
@@ -336,6 +430,8 @@ def main():
                             **large_items(args, args.work, ds)}
     if want("copies"):
         results["copies"] = copies(args)
+    if want("discover"):
+        results["discover"] = discover(args)
     if want("capped"):
         results["capped"] = []
         for wcu, items in ((5000, n(300_000)), (20000, n(1_200_000))):
@@ -387,6 +483,11 @@ def summary(r):
             f"Copied objects, {c['label']} ({c['compressed'] / 1e6:.0f} MB gz): verify-first {a['wall']:.2f} s wall, "
             f"{a['cpu']:.2f} s CPU, first write {a['first_write_s']:.3f} s; verify-while-writing {b['wall']:.2f} s "
             f"wall, {b['cpu']:.2f} s CPU, first write {b['first_write_s']:.3f} s")
+    for d in r.get("discover", []):
+        lines.append(
+            f"Discovery of {d['exports']:,} export folders ({d['finished']:,} finished, {d['running']} running) in moto: "
+            f"{d['wall']:.2f} s wall ({d['ms_per_export']:.2f} ms per export), {d['points']:,} points; "
+            f"placing them took {d['upload_s']:.1f} s")
     for x in r.get("resume", []):
         lines.append(
             f"Resume from {x['resumed_from_offset'] / 1e6:.0f} MB ({x['fraction']:.0%}): first write after "

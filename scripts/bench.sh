@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+# moto_server and boto3 for the discovery benchmark.
+scripts/venv.sh
 cargo build --release -p ddb-pitr --bins -p ddb-pitr-synth -p ddb-bench-endpoint
 python3 scripts/bench.py "$@"
 if [[ " $* " == *" --quick "* ]]; then

@@ -81,9 +81,10 @@ async fn main() -> ExitCode {
         commands::say!("error: {e:#}");
         // Bad usage found before anything ran (a malformed URI, a region that is not one) exits like clap's:
         // 2, with nothing on stdout.
-        match e.downcast_ref::<ddb_pitr::Error>() {
-            Some(ddb_pitr::Error::Usage(_)) => ExitCode::from(EXIT_USAGE),
-            _ => ExitCode::from(EXIT_FAILED),
+        if e.downcast_ref::<commands::BadUsage>().is_some() {
+            ExitCode::from(EXIT_USAGE)
+        } else {
+            ExitCode::from(EXIT_FAILED)
         }
     })
 }

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use clap::{ArgGroup, Args, ValueEnum};
 use ddb_pitr::aws::{ClientOptions, Clients, S3Side};
+
+use super::bad_usage;
 use ddb_pitr::budget::ByteBudget;
 use ddb_pitr::engine::{CopiedObjects, DEFAULT_INFLIGHT_BATCHES, Settings};
 use ddb_pitr::export::chain::Expectations;
@@ -98,12 +100,11 @@ impl AwsArgs {
                 if let Some(r) = region
                     && !KNOWN_REGIONS.contains(&r.as_ref())
                 {
-                    return Err(ddb_pitr::Error::Usage(format!(
+                    return Err(bad_usage(format!(
                         "`{r}` is not an AWS region ({flag}, AWS_REGION or the profile's region): regions look \
                          like us-east-1 or eu-west-2; pass --allow-unknown-region for a region newer than this \
                          version of ddb-pitr"
-                    ))
-                    .into());
+                    )));
                 }
             }
         }
@@ -208,11 +209,10 @@ pub struct ChainArgs {
 
 impl ChainArgs {
     pub fn export_uris(&self) -> anyhow::Result<Vec<ExportUri>> {
-        Ok(self
-            .exports
+        self.exports
             .iter()
-            .map(|e| e.parse())
-            .collect::<Result<Vec<_>, _>>()?)
+            .map(|e| e.parse().map_err(bad_usage))
+            .collect()
     }
 
     /// [`ChainArgs::export_uris`], and for an `--export` that is a folder of exports, the exports it holds
@@ -229,7 +229,7 @@ impl ChainArgs {
                     if given.parse::<ExportUri>().is_err()
                         && let Some(why) = resolve::explain_folder(&objects, given).await
                     {
-                        return Err(ddb_pitr::Error::Usage(why).into());
+                        return Err(bad_usage(why));
                     }
                 }
                 Err(e)

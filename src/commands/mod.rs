@@ -45,6 +45,24 @@ pub fn stderr_colour() -> bool {
 /// Exit statuses: 0 success, 1 failure, 2 bad usage (clap), 130 interrupted.
 pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
+
+/// A flag's value that is bad usage, found before anything runs (a malformed URI, a region that is not
+/// one): the process exits 2 with nothing on stdout, as for clap's own errors.
+#[derive(Debug)]
+pub struct BadUsage(pub String);
+
+impl std::fmt::Display for BadUsage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BadUsage {}
+
+/// [`BadUsage`] from any error, for `map_err`.
+pub fn bad_usage(e: impl std::fmt::Display) -> anyhow::Error {
+    BadUsage(e.to_string()).into()
+}
 pub const EXIT_INTERRUPTED: u8 = 130;
 
 /// Resolves on the first SIGINT or SIGTERM. A second signal exits at once; the last saved checkpoint stays

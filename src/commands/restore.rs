@@ -17,7 +17,7 @@ use indicatif::HumanCount;
 use super::args::{
     AutoScalingArg, AwsArgs, ChainArgs, EngineArgs, S3Args, parse_interval, parse_rate,
 };
-use super::{EXIT_FAILED, EXIT_INTERRUPTED, shutdown_signal};
+use super::{EXIT_FAILED, EXIT_INTERRUPTED, bad_usage, shutdown_signal};
 use super::{print_data, say};
 
 #[derive(Args)]
@@ -113,8 +113,18 @@ pub async fn run(args: RestoreArgs) -> anyhow::Result<ExitCode> {
         workers: args.workers.into(),
         settings: args.engine.settings(args.batch_size),
         dry_run: args.dry_run,
-        resume: args.resume.as_deref().map(str::parse).transpose()?,
-        report: args.report.as_deref().map(str::parse).transpose()?,
+        resume: args
+            .resume
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(bad_usage)?,
+        report: args
+            .report
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(bad_usage)?,
         shutdown_timeout: args.shutdown_timeout,
         checkpoint_interval: args.checkpoint_interval,
         sample_lines: args.sample_lines,

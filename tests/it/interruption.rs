@@ -277,8 +277,12 @@ async fn a_checkpoint_of_another_restore_is_refused() {
     let (bucket, table) = cli::real_export_setup(&aws).await;
     let dir = tempfile::tempdir().unwrap();
     let checkpoint = dir.path().join("checkpoint.json");
-    let mut args = cli::export_args(&bucket, [cli::REAL_FULL]);
-    args.extend(["--resume".into(), checkpoint.display().to_string()]);
+    let mut args = cli::export_args(&bucket, [cli::REAL_FULL, cli::REAL_INC1]);
+    args.extend([
+        "--allow-gaps".into(),
+        "--resume".into(),
+        checkpoint.display().to_string(),
+    ]);
     cli::restore(&aws, &table.name, &args)
         .await
         .assert_success();
@@ -293,7 +297,8 @@ async fn a_checkpoint_of_another_restore_is_refused() {
         run.errors()
     );
 
-    let mut chain_args = cli::export_args(&bucket, [cli::REAL_FULL, cli::REAL_INC1]);
+    // Not an extension of the checkpoint's chain: INC2 where it has INC1.
+    let mut chain_args = cli::export_args(&bucket, [cli::REAL_FULL, cli::REAL_INC2]);
     chain_args.extend([
         "--allow-gaps".into(),
         "--resume".into(),

@@ -260,6 +260,8 @@ const READ_ONLY: &[(&str, &str)] = &[
     ("s3", "GetObject"),
     ("s3", "HeadObject"),
     ("s3", "ListObjectsV2"),
+    // The report location's bucket (a 404 tells a missing one).
+    ("s3", "HeadBucket"),
     ("dynamodb", "DescribeTable"),
     ("iam", "GetRole"),
     ("iam", "GetUser"),
