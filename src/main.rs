@@ -31,6 +31,13 @@ struct Cli {
         env = "DDB_PITR_LOG_FORMAT"
     )]
     log_format: LogFormat,
+    /// Only warnings and errors on stderr (no progress lines, no closing line on success, no tables).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// More on stderr: -v adds ddb-pitr's debug lines (the SDK's error detail among them), -vv everyone's.
+    /// RUST_LOG, when set, decides instead.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
 }
 
 #[derive(Subcommand)]
@@ -67,7 +74,8 @@ enum LogFormat {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
+    init_tracing(cli.log_format, cli.quiet, cli.verbose);
+    commands::set_output(matches!(cli.log_format, LogFormat::Json), cli.quiet);
     let result = match cli.command {
         Command::Restore(args) => commands::restore::run(args).await,
         Command::Worker(args) => commands::worker::run(args).await,
@@ -78,7 +86,7 @@ async fn main() -> ExitCode {
         Command::Exports(args) => commands::exports::run(args).await,
     };
     result.unwrap_or_else(|e| {
-        commands::say!("error: {e:#}");
+        commands::line(tracing::Level::ERROR, &format!("error: {e:#}"));
         // Bad usage found before anything ran (a malformed URI, a region that is not one) exits like clap's:
         // 2, with nothing on stdout.
         if e.downcast_ref::<commands::BadUsage>().is_some() {
@@ -89,9 +97,15 @@ async fn main() -> ExitCode {
     })
 }
 
-fn init_tracing(format: LogFormat) {
+fn init_tracing(format: LogFormat, quiet: bool, verbose: u8) {
+    let default = match (quiet, verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "info,ddb_pitr=debug",
+        (false, _) => "debug",
+    };
     let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(commands::stderr_colour())

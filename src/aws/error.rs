@@ -94,7 +94,7 @@ const NO_CREDENTIALS_HELP: &str = "no AWS credentials were found: looked in the 
     (AWS_ACCESS_KEY_ID), profile `{profile}` of ~/.aws/config and ~/.aws/credentials (SSO included), web \
     identity, and container and instance metadata. Run `aws sso login --profile NAME` and set AWS_PROFILE=NAME \
     (--s3-profile NAME for the export bucket), or export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY \
-    (the SDK's detail is logged with RUST_LOG=debug)";
+    (the SDK's detail is logged with -v)";
 
 /// Whether an error's text says the credential chain found no credentials.
 fn no_credentials(text: &str) -> bool {

@@ -10,6 +10,7 @@ pub mod validate;
 pub mod worker;
 
 use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// A line for people on stderr, like `eprintln!`, except that a stderr that cannot be written (a pipe whose
 /// reader died with the terminal's Ctrl-C, as `2>&1 | tee log` does) loses the line instead of panicking:
@@ -22,9 +23,42 @@ macro_rules! say {
 }
 pub(crate) use say;
 
-/// Text for people on stderr, as it is (a table that ends with its own newline); see [`say!`].
+/// How lines for people are written: plain text (the default) or, with `--log-format json`, as log events
+/// like every other line; `-q` keeps only warnings and errors.
+static JSON_LINES: AtomicBool = AtomicBool::new(false);
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+pub fn set_output(json: bool, quiet: bool) {
+    JSON_LINES.store(json, Ordering::Relaxed);
+    QUIET.store(quiet, Ordering::Relaxed);
+}
+
+/// Whether lines go out as JSON log events.
+pub fn json_lines() -> bool {
+    JSON_LINES.load(Ordering::Relaxed)
+}
+
+/// Text for people on stderr, as it is (a table that ends with its own newline); see [`say!`]. Not with
+/// `--log-format json` (the same data is on stdout) or `-q`.
 pub fn say_text(text: &str) {
+    if json_lines() || QUIET.load(Ordering::Relaxed) {
+        return;
+    }
     let _ = std::io::stderr().write_all(text.as_bytes());
+}
+
+/// A line for people that ends a command: the error, the closing line, the way forward. A JSON log event
+/// with `--log-format json`; dropped by `-q` unless it is a warning or an error.
+pub fn line(level: tracing::Level, text: &str) {
+    if json_lines() {
+        match level {
+            tracing::Level::ERROR => tracing::error!("{text}"),
+            tracing::Level::WARN => tracing::warn!("{text}"),
+            _ => tracing::info!("{text}"),
+        }
+    } else if level <= tracing::Level::WARN || !QUIET.load(Ordering::Relaxed) {
+        say!("{text}");
+    }
 }
 
 /// Data on stdout, one JSON document and a newline. A stdout that cannot be written is said on stderr; it

@@ -18,7 +18,8 @@ use super::args::{
     AutoScalingArg, AwsArgs, ChainArgs, EngineArgs, S3Args, parse_interval, parse_rate,
 };
 use super::{EXIT_FAILED, EXIT_INTERRUPTED, bad_usage, shutdown_signal};
-use super::{print_data, say};
+use super::{line, print_data};
+use tracing::Level;
 
 #[derive(Args)]
 pub struct RestoreArgs {
@@ -141,11 +142,16 @@ pub async fn run(args: RestoreArgs) -> anyhow::Result<ExitCode> {
         RunStatus::Failed => ExitCode::from(EXIT_FAILED),
     };
     if let Some(e) = &outcome.error {
-        say!("error: {e}");
+        line(Level::ERROR, &format!("error: {e}"));
     }
-    say!("{}", closing_line(&outcome.report, opts.report.as_ref()));
+    let closing = closing_line(&outcome.report, opts.report.as_ref());
+    let level = match outcome.report.status {
+        RunStatus::Succeeded => Level::INFO,
+        _ => Level::WARN,
+    };
+    line(level, &closing);
     if let Some(hint) = &outcome.report.resume_hint {
-        say!("{hint}");
+        line(Level::WARN, hint);
     }
     Ok(code)
 }

@@ -591,3 +591,93 @@ async fn an_export_folder_lists_its_exports_and_a_malformed_uri_is_bad_usage() {
     assert!(run.stdout.is_empty());
     assert!(String::from_utf8_lossy(&run.stderr).contains("is not an s3:// URI"));
 }
+
+/// `--log-format json` makes every stderr line JSON, the final error and closing line included, and
+/// `validate` prints no text table with it; `-q` leaves a successful run's stderr empty.
+#[tokio::test(flavor = "multi_thread")]
+async fn json_logs_quiet_and_verbose_cover_every_line() {
+    let aws = cli::aws().await;
+    let (bucket, table) = cli::real_export_setup(&aws).await;
+    let missing = crate::support::unique_name("missing");
+    let mut args = cli::export_args(&bucket, [REAL_FULL]);
+    args.extend(["--log-format".into(), "json".into()]);
+    let run = cli::restore(&aws, &missing, &args).await;
+    assert_eq!(run.code, Some(1));
+    let lines: Vec<serde_json::Value> = run
+        .stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let messages: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l["fields"]["message"].as_str())
+        .collect();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.starts_with("error: ") && m.contains("does not exist")),
+        "{messages:?}"
+    );
+    assert!(
+        messages.iter().any(|m| m.starts_with("restore failed: ")),
+        "{messages:?}"
+    );
+
+    let out = cli::command()
+        .args([
+            "validate",
+            "--table",
+            &table.name,
+            "--endpoint-url",
+            &aws.endpoint,
+        ])
+        .args(cli::export_args(&bucket, [REAL_FULL]))
+        .args(["--log-format", "json"])
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("STATUS  CHECK"), "no text table: {stderr}");
+    for l in stderr.lines() {
+        serde_json::from_str::<serde_json::Value>(l)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+    }
+    serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap();
+
+    // RUST_LOG, which the tests set, would decide instead of -q and -v.
+    let without_rust_log = |table: &str, flag: &str| {
+        let mut cmd = cli::command();
+        cmd.env_remove("RUST_LOG")
+            .args([
+                "restore",
+                "--table",
+                table,
+                "--endpoint-url",
+                &aws.endpoint,
+                flag,
+            ])
+            .args(cli::export_args(&bucket, [REAL_FULL]));
+        cmd.spawn().unwrap()
+    };
+    let run = cli::finish(without_rust_log(&table.name, "-q")).await;
+    run.assert_success();
+    let kept: Vec<&str> = run
+        .stderr
+        .lines()
+        // moto's export summary does not match its .md5 (a known warning of the real fixture).
+        .filter(|l| !l.contains("manifest-summary.md5"))
+        .collect();
+    assert!(kept.is_empty(), "-q: {kept:?}");
+
+    let other = crate::support::TestTable::create(
+        &aws.ddb,
+        "verbose",
+        ("pk", aws_sdk_dynamodb::types::ScalarAttributeType::S),
+        Some(("sk", aws_sdk_dynamodb::types::ScalarAttributeType::S)),
+    )
+    .await;
+    // -vv: everyone's debug lines (the SDK's among them).
+    let run = cli::finish(without_rust_log(&other.name, "-vv")).await;
+    run.assert_success();
+    assert!(run.stderr.contains("DEBUG"), "{}", run.stderr);
+}
