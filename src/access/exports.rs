@@ -2,7 +2,7 @@
 
 use crate::error::Result;
 use crate::export::location::{ExportUri, S3Uri};
-use crate::export::manifest;
+use crate::export::manifest::{self, Export};
 use crate::export::source::ObjectReader;
 
 /// What the export scope of a policy is, read from the exports themselves.
@@ -18,9 +18,18 @@ pub struct ExportAccess {
 /// Reads and verifies each export's manifests, and returns the folders its objects are in and the KMS
 /// keys they are encrypted with. Makes no writes.
 pub async fn export_access(objects: &dyn ObjectReader, uris: &[ExportUri]) -> Result<ExportAccess> {
-    let mut access = ExportAccess::default();
+    let mut exports = Vec::new();
     for uri in uris {
-        let export = manifest::load(objects, uri).await?;
+        exports.push(manifest::load(objects, uri).await?);
+    }
+    Ok(access_of(&exports.iter().collect::<Vec<_>>()))
+}
+
+/// [`export_access`] of exports already loaded.
+pub fn access_of(exports: &[&Export]) -> ExportAccess {
+    let mut access = ExportAccess::default();
+    for export in exports {
+        let uri = &export.uri;
         let folder = S3Uri {
             bucket: uri.bucket.clone(),
             key: uri.key(""),
@@ -47,11 +56,15 @@ pub async fn export_access(objects: &dyn ObjectReader, uris: &[ExportUri]) -> Re
                 access.objects.push(f);
             }
         }
-        if let Some(key) = export.summary.s3_sse_kms_key_id.filter(|k| !k.is_empty())
+        if let Some(key) = export
+            .summary
+            .s3_sse_kms_key_id
+            .clone()
+            .filter(|k| !k.is_empty())
             && !access.kms_keys.contains(&key)
         {
             access.kms_keys.push(key);
         }
     }
-    Ok(access)
+    access
 }

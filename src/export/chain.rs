@@ -28,6 +28,15 @@ pub struct Discontinuity {
     pub millis: i64,
 }
 
+/// `gap of 1m 9s 378ms`, or `overlap of …` for negative `millis`: how every message says a discontinuity.
+pub fn span(millis: i64) -> String {
+    format!(
+        "{} of {}",
+        if millis < 0 { "overlap" } else { "gap" },
+        humantime::format_duration(Duration::from_millis(millis.unsigned_abs()))
+    )
+}
+
 /// Validates a chain before anything is written. Returns the discontinuities accepted by `allow_gaps`.
 pub fn validate(exports: &[Export], expect: &Expectations) -> Result<Vec<Discontinuity>> {
     let Some(first) = exports.first() else {
@@ -101,10 +110,9 @@ pub fn validate(exports: &[Export], expect: &Expectations) -> Result<Vec<Discont
         }
         let millis = signed_millis(prev.end, export.start);
         if millis != 0 {
-            let what = if millis > 0 { "gap" } else { "overlap" };
             let message = format!(
-                "{what} of {} between export {} (ends {}) and export {} (starts {})",
-                humantime::format_duration(Duration::from_millis(millis.unsigned_abs())),
+                "{} between export {} (ends {}) and export {} (starts {})",
+                span(millis),
                 prev.id(),
                 rfc3339(prev.end),
                 export.id(),

@@ -79,8 +79,10 @@ pub(super) fn chain_row(exports: &[Export], expect: &Expectations) -> Check {
                 plural(gaps.len() as u64, "discontinuity", "discontinuities"),
                 gaps.iter()
                     .map(|g| format!(
-                        "{} ms between {} and {}",
-                        g.millis, g.before_export, g.after_export
+                        "{} between {} and {}",
+                        chain::span(g.millis),
+                        g.before_export,
+                        g.after_export
                     ))
                     .collect::<Vec<_>>()
                     .join("; ")

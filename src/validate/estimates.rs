@@ -461,9 +461,10 @@ pub(super) fn estimate_row(e: &Estimate, exports: &[&Export], uris: &[ExportUri]
             d.write_units_per_second
         ));
     }
+    let cost = format_usd(e.on_demand_cost_usd);
     parts.push(format!(
-        "≈ {} on demand at ${}/million WRU",
-        format_usd(e.on_demand_cost_usd),
+        "{}{cost} on demand at ${}/million WRU",
+        if cost.starts_with('<') { "" } else { "≈ " },
         e.price_per_million_wru
     ));
     parts.push(format!(
@@ -483,12 +484,12 @@ pub(super) fn plural(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
-/// Cents for real amounts; enough digits to be non-zero for the tiny amounts of small tests.
+/// Dollars and cents; `< $0.01` for an amount that rounds to no cent.
 pub(super) fn format_usd(usd: f64) -> String {
-    if usd >= 0.01 || usd == 0.0 {
-        format!("${usd:.2}")
+    if usd > 0.0 && usd < 0.005 {
+        "< $0.01".into()
     } else {
-        format!("${usd:.2e}")
+        format!("${usd:.2}")
     }
 }
 
@@ -507,6 +508,17 @@ mod tests {
     use crate::table::TableInfo;
     use crate::table::capacity::AutoScaling;
     use crate::testing::exports::full;
+
+    #[test]
+    fn amounts_are_dollars_and_cents_and_durations_one_format() {
+        assert_eq!(format_usd(0.0), "$0.00");
+        assert_eq!(format_usd(0.000_3), "< $0.01");
+        assert_eq!(format_usd(0.006), "$0.01");
+        assert_eq!(format_usd(1234.5), "$1234.50");
+        assert_eq!(format_seconds(69.4), "1m 10s");
+        assert_eq!(crate::export::chain::span(69_378), "gap of 1m 9s 378ms");
+        assert_eq!(crate::export::chain::span(-1_500), "overlap of 1s 500ms");
+    }
 
     #[test]
     fn index_write_units_follow_the_projection() {

@@ -152,10 +152,14 @@ impl Findings {
             .iter()
             .filter(|c| c.status == Status::Warn)
             .count();
+        let warnings = plural(warned as u64, "warning", "warnings");
         out.push_str(&if failed == 0 {
-            format!("validate: no check failed ({warned} warnings)\n")
+            format!("validate: no check failed ({warnings})\n")
         } else {
-            format!("validate: {failed} checks failed, {warned} warnings\n")
+            format!(
+                "validate: {} failed, {warnings}\n",
+                plural(failed as u64, "check", "checks")
+            )
         });
         out
     }
@@ -325,7 +329,7 @@ pub async fn run(opts: &Options, clients: &Clients) -> Findings {
             "no caller identity, so there is nothing to simulate",
         )),
         Some(arn) => {
-            let mut scope = scope(opts, clients, objects.as_ref(), arn, &readable).await;
+            let mut scope = scope(opts, clients, arn, &readable);
             scope.source = source_scope(opts, chosen.as_ref(), clients.exports.other_principal);
             let required = access::permissions(Role::Local, &scope);
             let probes = Probes {

@@ -6,25 +6,18 @@ use std::collections::{BTreeMap, BTreeSet};
 use aws_sdk_iam::types::{ContextEntry, ContextKeyTypeEnum, PolicyEvaluationDecisionType};
 use aws_smithy_runtime_api::client::result::SdkError;
 
-use crate::access::exports::export_access;
+use crate::access::exports::access_of;
 use crate::access::{Arn, Permission, Scope};
 use crate::aws::Clients;
 use crate::aws::error::describe;
 use crate::error::Result;
 use crate::export::location::{ExportUri, ReportLocation, S3Uri, StateLocation};
 use crate::export::manifest::Export;
-use crate::export::source::ObjectReader;
 
 use super::{Check, Options, Status};
 
 /// The scope of the local restore's permissions, from the flags, the caller and the manifests.
-pub(super) async fn scope(
-    opts: &Options,
-    clients: &Clients,
-    objects: &dyn ObjectReader,
-    caller: &str,
-    exports: &[&Export],
-) -> Scope {
+pub(super) fn scope(opts: &Options, clients: &Clients, caller: &str, exports: &[&Export]) -> Scope {
     let parts = Arn::parse(caller);
     let region = clients
         .sts
@@ -35,8 +28,7 @@ pub(super) async fn scope(
     // The folders the exports' objects are in (INCREMENTAL data files sit outside their export's folder)
     // and their KMS keys, as `ddb-pitr policy` computes them; exports whose manifests could not be read
     // count with their own folder.
-    let readable: Vec<ExportUri> = exports.iter().map(|e| e.uri.clone()).collect();
-    let found = export_access(objects, &readable).await.unwrap_or_default();
+    let found = access_of(exports);
     let mut export_objects = found.objects;
     for uri in &opts.exports {
         let dir = S3Uri {
@@ -499,14 +491,23 @@ pub(super) async fn probe(
             .await;
         let outcome = match result {
             Ok(_) => Ok(()),
-            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(()),
+            // A missing key is fine (the restore creates it); a missing bucket is not, and HeadObject's
+            // bodiless 404 cannot tell them apart: HeadBucket can.
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {
+                match clients.s3.head_bucket().bucket(&cp.bucket).send().await {
+                    Err(b) if b.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {
+                        Err(ProbeError::NotFound)
+                    }
+                    _ => Ok(()),
+                }
+            }
             Err(e) => Err(probe_error(&e)),
         };
         rows.push(probe_row(
             "s3:GetObject",
             &format!("HeadObject {cp} (checkpoint; 404 is fine)"),
             outcome,
-            "",
+            "its bucket does not exist (see the checkpoint row)",
         ));
     }
     if p.manage_capacity {

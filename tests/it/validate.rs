@@ -383,3 +383,44 @@ async fn validate_makes_no_writes() {
         "the local checkpoint was not created"
     );
 }
+
+/// What validate prints for a person: each warning once, plurals right, one duration format, costs in
+/// dollars and cents, and no passing probe on a checkpoint whose bucket does not exist.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_table_says_each_thing_once_and_in_one_format() {
+    let aws = cli::aws().await;
+    let (bucket, table) = cli::real_export_setup(&aws).await;
+    let out = cli::command()
+        .args([
+            "validate",
+            "--table",
+            &table.name,
+            "--endpoint-url",
+            &aws.endpoint,
+            "--allow-gaps",
+        ])
+        .args(cli::export_args(&bucket, [REAL_FULL, REAL_INC1]))
+        .args(["--resume", &format!("s3://{}-gone/cp.json", bucket.name)])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr
+            .matches("WARN manifest-summary.json does not match")
+            .count(),
+        2,
+        "once per export: {stderr}"
+    );
+    assert!(stderr.contains("validate: 1 check failed, "), "{stderr}");
+    assert!(stderr.contains("gap of 1m 9s 378ms"), "{stderr}");
+    assert!(!stderr.contains(" ms "), "one duration format: {stderr}");
+    assert!(stderr.contains("< $0.01 on demand"), "{stderr}");
+    assert!(!stderr.contains("≈ <"), "{stderr}");
+    let checkpoint_probe = stderr
+        .lines()
+        .find(|l| l.contains("probe s3:GetObject") && l.contains("-gone/cp.json"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(!checkpoint_probe.starts_with("pass"), "{checkpoint_probe}");
+}
