@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 mod commands;
 
@@ -55,6 +55,13 @@ enum Command {
     Validate(ValidateArgs),
     /// List the exports under an S3 prefix and every point in time they can restore.
     Exports(ExportsArgs),
+    /// Print a shell completion script on stdout, e.g. `ddb-pitr completions bash > /etc/bash_completion.d/ddb-pitr`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) on stdout, e.g. `ddb-pitr man > /usr/local/share/man/man1/ddb-pitr.1`.
+    Man,
 }
 
 #[derive(Subcommand)]
@@ -84,6 +91,22 @@ async fn main() -> ExitCode {
         Command::Policy(args) => commands::policy::run(args).await,
         Command::Validate(args) => commands::validate::run(args).await,
         Command::Exports(args) => commands::exports::run(args).await,
+        Command::Completions { shell } => {
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "ddb-pitr", &mut out);
+            commands::print_data(String::from_utf8_lossy(&out).trim_end());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            let mut out = Vec::new();
+            match clap_mangen::Man::new(Cli::command()).render(&mut out) {
+                Ok(()) => {
+                    commands::print_data(String::from_utf8_lossy(&out).trim_end());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => Err(anyhow::anyhow!("rendering the man page: {e}")),
+            }
+        }
     };
     result.unwrap_or_else(|e| {
         commands::line(tracing::Level::ERROR, &format!("error: {e:#}"));
@@ -121,13 +144,86 @@ fn init_tracing(format: LogFormat, quiet: bool, verbose: u8) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
     use ddb_pitr::engine::{DEFAULT_BATCH_BUDGET, DEFAULT_READ_BUDGET};
     use ddb_pitr::write::BatchSize;
 
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// Every command's --help has two examples and its exit statuses; ranges and conflicts are said.
+    #[test]
+    fn help_has_examples_exit_statuses_and_ranges() {
+        let mut cli = Cli::command();
+        let mut paths: Vec<Vec<String>> = Vec::new();
+        for sub in cli.get_subcommands() {
+            let name = sub.get_name().to_owned();
+            if sub.has_subcommands() {
+                for s in sub.get_subcommands() {
+                    paths.push(vec![name.clone(), s.get_name().to_owned()]);
+                }
+            } else if !matches!(name.as_str(), "completions" | "man" | "help") {
+                paths.push(vec![name]);
+            }
+        }
+        assert_eq!(paths.len(), 7, "{paths:?}");
+        for path in &paths {
+            let mut cmd = &mut cli;
+            for p in path {
+                cmd = cmd.find_subcommand_mut(p).expect("a subcommand");
+            }
+            let help = cmd.render_long_help().to_string();
+            assert!(help.contains("EXIT STATUS:"), "{path:?}:\n{help}");
+            let examples = help
+                .split("EXAMPLES:")
+                .nth(1)
+                .unwrap_or_else(|| panic!("{path:?} has no examples"));
+            let runs = examples
+                .lines()
+                .filter(|l| l.trim_start().starts_with("ddb-pitr "))
+                .count();
+            assert_eq!(runs, 2, "{path:?}: two examples");
+        }
+        let restore = cli.find_subcommand_mut("restore").unwrap();
+        let help = restore.render_long_help().to_string();
+        assert!(help.contains("(1..=25)"), "{help}");
+        assert!(
+            help.contains("Not with\n") || help.contains("Not with --report"),
+            "{help}"
+        );
+    }
+
+    #[test]
+    fn completions_and_the_man_page_come_from_the_same_definition() {
+        let mut out = Vec::new();
+        clap_complete::generate(
+            clap_complete::Shell::Bash,
+            &mut Cli::command(),
+            "ddb-pitr",
+            &mut out,
+        );
+        let bash = String::from_utf8(out).unwrap();
+        for word in [
+            "restore",
+            "validate",
+            "exports",
+            "--export-prefix",
+            "--request-export",
+        ] {
+            assert!(bash.contains(word), "{word}");
+        }
+        let mut man = Vec::new();
+        clap_mangen::Man::new(Cli::command())
+            .render(&mut man)
+            .unwrap();
+        let man = String::from_utf8(man).unwrap();
+        assert!(
+            man.starts_with(".ie") || man.contains(".TH ddb-pitr"),
+            "{}",
+            &man[..200]
+        );
+        assert!(man.contains("restore"));
     }
 
     /// The defaults written as text for `--help` are the engine's.

@@ -341,7 +341,7 @@ impl From<CopiedObjectsArg> for CopiedObjects {
 /// Read and write tuning shared by `restore` and `worker`.
 #[derive(Args)]
 pub struct EngineArgs {
-    /// Ranged GETs in flight per data file.
+    /// Ranged GETs in flight per data file (1 or more).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..))]
     read_ahead: u16,
     /// Size of each ranged GET.
@@ -355,10 +355,10 @@ pub struct EngineArgs {
     /// are large (batches are cut at 4 MiB of lines: about ten items near 400 KB).
     #[arg(long, default_value = "24MiB", value_parser = parse_size, help_heading = "Tuning")]
     batch_budget: u64,
-    /// BatchWriteItem calls in flight per data file.
+    /// BatchWriteItem calls in flight per data file (1 or more).
     #[arg(long, default_value_t = DEFAULT_INFLIGHT_BATCHES as u16, value_parser = clap::value_parser!(u16).range(1..), help_heading = "Tuning")]
     inflight_batches: u16,
-    /// Consecutive BatchWriteItem attempts without progress before a file stops.
+    /// Consecutive BatchWriteItem attempts without progress before a file stops (1 or more).
     #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u32).range(1..), help_heading = "Tuning")]
     max_attempts: u32,
     /// Do not learn the table's write capacity from throttling; only back off batch by batch. For

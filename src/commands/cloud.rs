@@ -18,6 +18,13 @@ use super::args::{AwsArgs, ChainArgs, parse_interval};
 use super::{print_data, say};
 
 #[derive(Args)]
+#[command(after_help = "EXAMPLES:
+  ddb-pitr cloud start --table orders-restored --export-prefix s3://exports/prod/ --to 2026-01-14T10:30:00Z
+  ddb-pitr cloud start --table orders-restored --export s3://exports/prod/AWSDynamoDB/01768385930622-efd1a093/ \\
+    --restore-id r-orders-1 --report-uri s3://exports/reports/
+
+EXIT STATUS:
+  0 started (its ARN and restore id as JSON on stdout), 1 failed, 2 bad usage.")]
 pub struct CloudStartArgs {
     /// The restore state machine (the stack output `StateMachineArn` of infra/template.yaml).
     #[arg(long, value_name = "ARN", env = "DDB_PITR_STATE_MACHINE_ARN")]
@@ -32,7 +39,7 @@ pub struct CloudStartArgs {
     /// unfinished files are sent again and FAILED ones retried.
     #[arg(long)]
     restore_id: Option<String>,
-    /// Requests per BatchWriteItem call.
+    /// Requests per BatchWriteItem call (1..=25).
     #[arg(long, default_value_t = BatchSize::MAX)]
     batch_size: BatchSize,
     /// Where the reporter writes the JSON report (an object, or a prefix ending in /).
@@ -43,6 +50,12 @@ pub struct CloudStartArgs {
 }
 
 #[derive(Args)]
+#[command(after_help = "EXAMPLES:
+  ddb-pitr cloud status \"$EXECUTION_ARN\" --control-table \"$CONTROL_TABLE\"
+  ddb-pitr cloud status \"$EXECUTION_ARN\" --control-table \"$CONTROL_TABLE\" --wait > report.json
+
+EXIT STATUS:
+  0 running or succeeded, 1 any other end.")]
 pub struct CloudStatusArgs {
     /// The execution (printed by `cloud start`).
     execution_arn: String,

@@ -16,6 +16,12 @@ use super::{print_data, say_text};
 /// in time they can restore: the time to give `restore --export-prefix … --to`.
 #[derive(Args)]
 #[command(group(clap::ArgGroup::new("origin").required(true).multiple(true).args(["export_prefix", "source_table"])))]
+#[command(after_help = "EXAMPLES:
+  ddb-pitr exports --export-prefix s3://exports/prod/
+  ddb-pitr exports --source-table arn:aws:dynamodb:eu-north-1:111111111111:table/orders --s3-region eu-west-1
+
+EXIT STATUS:
+  0 listed, 1 failed, 2 bad usage. JSON on stdout, a table on stderr.")]
 pub struct ExportsArgs {
     /// The S3 prefix the exports were written to (the folder that holds AWSDynamoDB/).
     #[arg(long, value_name = "S3_URI")]

@@ -20,6 +20,14 @@ use super::args::{AutoScalingArg, S3Args};
 use super::print_data;
 
 #[derive(Args)]
+#[command(after_help = "EXAMPLES:
+  ddb-pitr policy --table arn:aws:dynamodb:eu-north-1:111111111111:table/orders-restored \\
+    --export-prefix s3://exports/prod/ --resume s3://exports/restores/orders.json
+  ddb-pitr policy --table orders-restored --bucket exports --prefix prod/ --mode lambda \\
+    --control-table ddb-pitr-ControlTable-ABC --queue ddb-pitr-RestoreQueue-DEF
+
+EXIT STATUS:
+  0 printed, 1 values that parse but make no policy (a non-table ARN, a KMS alias), 2 malformed flags.")]
 pub struct PolicyArgs {
     /// Target table: a name, or its ARN (which also gives the partition, region and account).
     #[arg(long)]

@@ -22,16 +22,25 @@ use super::{line, print_data};
 use tracing::Level;
 
 #[derive(Args)]
+#[command(after_help = "EXAMPLES:
+  ddb-pitr restore --table orders-restored --export s3://exports/prod/AWSDynamoDB/01768385930622-efd1a093/ \\
+    --export s3://exports/prod/AWSDynamoDB/01768386924000-d339e52d/ --resume ./orders.checkpoint.json > report.json
+  ddb-pitr restore --table orders-restored --export-prefix s3://exports/prod/ --source-table orders \\
+    --to 2026-01-14T10:30:00Z --request-export --report s3://exports/reports/ > report.json
+
+EXIT STATUS:
+  0 succeeded, 1 failed, 2 bad usage (nothing on stdout), 130 interrupted (the checkpoint is saved; run the
+  same command to resume). Every run that started prints its JSON report on stdout.")]
 pub struct RestoreArgs {
     #[command(flatten)]
     chain: ChainArgs,
     /// Checkpoint location (s3://bucket/key or a local path). Created if missing; resumed from if present.
     #[arg(long, value_name = "S3_URI_OR_PATH")]
     resume: Option<String>,
-    /// Data files restored in parallel.
+    /// Data files restored in parallel (1 or more).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
     workers: u16,
-    /// Requests per BatchWriteItem call.
+    /// Requests per BatchWriteItem call (1..=25).
     #[arg(long, default_value_t = BatchSize::MAX)]
     batch_size: BatchSize,
     /// Also write the JSON report here: an S3 object, or a new object under an s3:// URI ending in /; a local
@@ -40,7 +49,8 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "S3_URI_OR_PATH")]
     report: Option<String>,
     /// Read, verify and decode everything and report what would be written; make no write calls (no table
-    /// write, no capacity change, no checkpoint, no report upload: the report is printed on stdout).
+    /// write, no capacity change, no checkpoint, no report upload: the report is printed on stdout). Not with
+    /// --report.
     #[arg(long, conflicts_with = "report")]
     dry_run: bool,
     /// After SIGINT/SIGTERM, how long in-flight batches may take before the checkpoint is saved.

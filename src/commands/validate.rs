@@ -15,6 +15,13 @@ use super::{bad_usage, print_data, say_text};
 /// estimates the write units, time and on-demand cost of the restore. Makes no write calls. Exits 1 if any
 /// check fails.
 #[derive(Args)]
+#[command(after_help = "EXAMPLES:
+  ddb-pitr validate --table orders-restored --export s3://exports/prod/AWSDynamoDB/01768385930622-efd1a093/
+  ddb-pitr validate --table orders-restored --export-prefix s3://exports/prod/ --to latest --max-wcu 5000 \\
+    --resume s3://exports/restores/orders.json --report s3://exports/reports/
+
+EXIT STATUS:
+  0 no check failed, 1 a check failed, 2 bad usage. Makes no write call.")]
 pub struct ValidateArgs {
     #[command(flatten)]
     chain: ChainArgs,

@@ -15,6 +15,12 @@ use super::shutdown_signal;
 
 /// Process file messages of distributed restores from an SQS queue, beside or instead of the worker Lambda.
 #[derive(Args)]
+#[command(after_help = "EXAMPLES:
+  ddb-pitr worker --queue-url \"$QUEUE_URL\" --control-table \"$CONTROL_TABLE\" --workers 8
+  ddb-pitr worker --queue-url \"$QUEUE_URL\" --control-table \"$CONTROL_TABLE\" --idle-exit 10m --max-wcu 2000
+
+EXIT STATUS:
+  0 after --idle-exit or a signal (files in progress are checkpointed and handed back), 1 failed, 2 bad usage.")]
 pub struct WorkerArgs {
     /// The restore queue (the same queue the worker Lambda reads).
     #[arg(long, value_name = "URL")]
