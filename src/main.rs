@@ -134,7 +134,7 @@ fn init_tracing(format: LogFormat, quiet: bool, verbose: u8) {
         .with_ansi(commands::stderr_colour())
         // Its own report of a failed write is an `eprintln!`, which panics on a stderr whose reader is gone.
         .log_internal_errors(false)
-        .with_writer(std::io::stderr);
+        .with_writer(|| ddb_pitr::local::progress::AroundBar);
     match format {
         LogFormat::Text => builder.with_target(false).init(),
         LogFormat::Json => builder.json().init(),

@@ -391,6 +391,15 @@ impl EngineArgs {
     }
 }
 
+/// An optional flag's value parsed into its type (a checkpoint or report location); a bad one is bad usage.
+pub fn parse_flag<T>(value: Option<&str>) -> anyhow::Result<Option<T>>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    value.map(str::parse).transpose().map_err(bad_usage)
+}
+
 /// `--to`: an RFC 3339 time or `latest`.
 pub fn parse_target(s: &str) -> Result<Target, String> {
     s.parse()

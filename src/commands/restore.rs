@@ -15,9 +15,9 @@ use ddb_pitr::write::BatchSize;
 use indicatif::HumanCount;
 
 use super::args::{
-    AutoScalingArg, AwsArgs, ChainArgs, EngineArgs, S3Args, parse_interval, parse_rate,
+    AutoScalingArg, AwsArgs, ChainArgs, EngineArgs, S3Args, parse_flag, parse_interval, parse_rate,
 };
-use super::{EXIT_FAILED, EXIT_INTERRUPTED, bad_usage, shutdown_signal};
+use super::{EXIT_FAILED, EXIT_INTERRUPTED, shutdown_signal};
 use super::{line, print_data};
 use tracing::Level;
 
@@ -124,18 +124,8 @@ pub async fn run(args: RestoreArgs) -> anyhow::Result<ExitCode> {
         workers: args.workers.into(),
         settings: args.engine.settings(args.batch_size),
         dry_run: args.dry_run,
-        resume: args
-            .resume
-            .as_deref()
-            .map(str::parse)
-            .transpose()
-            .map_err(bad_usage)?,
-        report: args
-            .report
-            .as_deref()
-            .map(str::parse)
-            .transpose()
-            .map_err(bad_usage)?,
+        resume: parse_flag(args.resume.as_deref())?,
+        report: parse_flag(args.report.as_deref())?,
         shutdown_timeout: args.shutdown_timeout,
         checkpoint_interval: args.checkpoint_interval,
         sample_lines: args.sample_lines,

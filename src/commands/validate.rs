@@ -8,8 +8,8 @@ use clap::Args;
 use ddb_pitr::validate::{self, DEFAULT_PRICE_PER_MILLION_WRU, Options};
 
 use super::EXIT_FAILED;
-use super::args::{AutoScalingArg, AwsArgs, ChainArgs, S3Args};
-use super::{bad_usage, print_data, say_text};
+use super::args::{AutoScalingArg, AwsArgs, ChainArgs, S3Args, parse_flag};
+use super::{print_data, say_text};
 
 /// Checks credentials, manifests, the chain, the target table, permissions and the checkpoint, and
 /// estimates the write units, time and on-demand cost of the restore. Makes no write calls. Exits 1 if any
@@ -66,18 +66,8 @@ pub async fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
         find: args.chain.find()?,
         request: args.chain.request(),
         expect: args.chain.expectations(),
-        resume: args
-            .resume
-            .as_deref()
-            .map(str::parse)
-            .transpose()
-            .map_err(bad_usage)?,
-        report: args
-            .report
-            .as_deref()
-            .map(str::parse)
-            .transpose()
-            .map_err(bad_usage)?,
+        resume: parse_flag(args.resume.as_deref())?,
+        report: parse_flag(args.report.as_deref())?,
         manage_capacity: args.manage_capacity,
         autoscaling: args.autoscaling.into(),
         max_wcu: args.max_wcu,

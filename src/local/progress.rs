@@ -1,9 +1,37 @@
 //! Progress on stderr: a bar with rate and ETA on a terminal, a log line every few seconds otherwise. The
 //! rate and the ETA count only this run's items: after a resume, the items restored before are shown apart.
 
+use std::io::Write;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
+
+/// The bar on screen, if any, for [`AroundBar`].
+static DRAWN: Mutex<Option<ProgressBar>> = Mutex::new(None);
+
+/// stderr for log lines: a drawn progress bar steps aside for each one (its line cleared, the log line
+/// written, the bar drawn again below it), so that no log line is glued onto the bar's line. Errors are
+/// dropped, like [`std::io::sink`]'s, never raised: a log line must not end a run.
+pub struct AroundBar;
+
+impl Write for AroundBar {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let write = || {
+            let _ = std::io::stderr().write_all(buf);
+        };
+        match DRAWN.lock().ok().and_then(|d| d.clone()) {
+            Some(bar) => bar.suspend(write),
+            None => write(),
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
+    }
+}
 
 pub struct Progress {
     bar: Option<ProgressBar>,
@@ -61,6 +89,9 @@ impl Progress {
                     }),
             );
             bar.set_position(before);
+            if let Ok(mut drawn) = DRAWN.lock() {
+                *drawn = Some(bar.clone());
+            }
             bar
         });
         Progress {
@@ -107,6 +138,9 @@ impl Progress {
     pub fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
+            if let Ok(mut drawn) = DRAWN.lock() {
+                *drawn = None;
+            }
         }
     }
 }

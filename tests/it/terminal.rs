@@ -324,6 +324,18 @@ echo $? > "$DIR/status""#;
         "the bar's rate counts only this run's items ({own:.0}/s): {}",
         frames.last().unwrap()
     );
+    for l in &lines {
+        assert!(
+            !(l.contains(" INFO ") && l.contains("items/s")),
+            "a log line glued onto the bar's line: {l}"
+        );
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(" INFO restoring export 1 of 1")),
+        "the log line is on its own line:\n{shown}"
+    );
     let last = lines.last().unwrap();
     assert!(
         last.starts_with("restore succeeded: ") && last.contains("items put"),
