@@ -260,7 +260,13 @@ async fn on_a_terminal_the_bar_counts_this_run_and_one_closing_line_ends_it() {
 echo $? > "$DIR/status""#;
 
     // A first run, interrupted after 1,000 items: its rate would inflate the next run's.
-    let mut first = Terminal::start(script, &envs);
+    // The first run with NO_COLOR: a terminal, and still no colour (the resumed run below has colour).
+    let no_color: Vec<(&str, String)> = envs
+        .iter()
+        .cloned()
+        .chain([("NO_COLOR", "1".to_owned())])
+        .collect();
+    let mut first = Terminal::start(script, &no_color);
     let give_up = Instant::now() + Duration::from_secs(60);
     while table.scan().await.len() < 1000 {
         assert!(
@@ -270,9 +276,12 @@ echo $? > "$DIR/status""#;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     first.ctrl_c();
-    tokio::task::spawn_blocking(move || first.finish())
+    let plain = tokio::task::spawn_blocking(move || first.finish())
         .await
         .unwrap();
+    let colour = |shown: &str| shown.contains("\x1b[32m") || shown.contains("\x1b[33m");
+    assert!(plain.contains(" INFO "), "{plain}");
+    assert!(!colour(&plain), "NO_COLOR on a terminal: {plain:?}");
     assert_eq!(
         std::fs::read_to_string(dir.path().join("status"))
             .unwrap()
@@ -292,6 +301,10 @@ echo $? > "$DIR/status""#;
         "{shown}"
     );
     assert_table_matches(&aws.ddb, &table.name, &out.expected[0]).await;
+    assert!(
+        colour(&shown),
+        "colour on a terminal without NO_COLOR: {shown:?}"
+    );
     let lines = screen_lines(&shown);
     let frames: Vec<&String> = lines
         .iter()

@@ -102,7 +102,7 @@ async fn a_good_chain_passes_with_an_estimate() {
         "a gap accepted with --allow-gaps"
     );
     assert!(
-        detail(&run, "chain").contains("69378 ms"),
+        detail(&run, "chain").contains("gap of 1m 9s 378ms"),
         "{}",
         detail(&run, "chain")
     );
@@ -250,7 +250,7 @@ async fn a_gap_in_the_chain_fails_without_allow_gaps() {
         "{}",
         detail(&run, "chain")
     );
-    assert!(run.stderr.contains("1 checks failed"), "{}", run.stderr);
+    assert!(run.stderr.contains("1 check failed"), "{}", run.stderr);
 }
 
 /// Every operation validate may call. Anything else fails the test, so a new call has to be added here
