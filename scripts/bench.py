@@ -7,7 +7,7 @@ the DynamoDB endpoint), and measures ddb-pitr restore with /usr/bin/time: CPU an
 5,000 and 20,000 WCU/s (sustained fraction of the cap, calls per 25 items, p99 batch wait), the cost of a
 resume by checkpoint offset, and the time to first write. Several runs each; medians are reported.
 
-Standard library only (the discovery part places its objects with the test venv's boto3, in a subprocess).
+Standard library only (the discovery part drives moto with the test venv's boto3, in subprocesses).
 Prints a Markdown summary and writes every raw number to --out as JSON.
 """
 
@@ -198,16 +198,23 @@ def copies(args):
     return out
 
 
-# Places export summaries in moto's S3 (run with the test venv's Python, which has boto3): N exports of 4
-# tables under one prefix, each table a run of chains (a FULL export, then 23 contiguous 15-minute
-# incrementals), and one folder in a hundred with only `_started` (an export still running). Uploads in
-# threads; prints what it placed as JSON.
+# The discovery part drives moto_server (the test venv's, see scripts/venv.sh, which bench.sh runs first)
+# with boto3, in a subprocess of the venv's Python: this file stays standard library only for the parts that
+# run without the venv, and boto3 gives the uploads and the floor below what a hand-written urllib client would
+# not without more code than the benchmark itself: a keep-alive connection pool shared by the threads, retries,
+# and ListObjectsV2 pagination. moto checks no signatures, so any credentials do.
+#
+# PLACE_EXPORTS places N export folders of 4 tables under one prefix, each table a run of chains (a FULL
+# export, then 23 contiguous 15-minute incrementals), with what DynamoDB writes beside the summary that
+# discovery reads: `_started`, and `manifest-summary.md5` (base64, as DynamoDB writes it, matching the
+# summary; discovery does not read it, loading an export for a restore checks it). One folder in a hundred has
+# only `_started` (an export still running). Uploads in 16 threads; prints what it placed as JSON.
 PLACE_EXPORTS = r"""
-import concurrent.futures, hashlib, json, sys, time
-import boto3
+import base64, concurrent.futures, hashlib, json, sys, time
+import boto3, botocore.config
 url, bucket, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 s3 = boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="bench",
-                  aws_secret_access_key="bench")
+                  aws_secret_access_key="bench", config=botocore.config.Config(max_pool_connections=16))
 s3.create_bucket(Bucket=bucket)
 iso = lambda ms: time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + ".000Z"
 objects, finished, running = [], 0, 0
@@ -234,7 +241,7 @@ for i in range(n):
                        outputView="NEW_AND_OLD_IMAGES", exportType="INCREMENTAL_EXPORT")
     body = json.dumps(summary).encode()
     objects.append((folder + "manifest-summary.json", body))
-    objects.append((folder + "manifest-summary.md5", hashlib.md5(body).hexdigest().encode()))
+    objects.append((folder + "manifest-summary.md5", base64.b64encode(hashlib.md5(body).digest())))
     finished += 1
 t0 = time.monotonic()
 with concurrent.futures.ThreadPoolExecutor(16) as pool:
@@ -243,11 +250,36 @@ print(json.dumps({"exports": n, "finished": finished, "running": running, "objec
                   "upload_s": time.monotonic() - t0}))
 """
 
+# The floor: what discovery asks of the server, from Python with 32 threads (the tool's concurrency): the
+# listing with a delimiter, then every folder's summary, or its `_started` if it has none. Times itself from
+# the first request (not the interpreter's start); prints JSON.
+DISCOVER_FLOOR = r"""
+import concurrent.futures, json, sys, time
+import boto3, botocore.config
+url, bucket, prefix = sys.argv[1], sys.argv[2], sys.argv[3]
+s3 = boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="bench",
+                  aws_secret_access_key="bench", config=botocore.config.Config(max_pool_connections=32))
+t0 = time.monotonic()
+pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/")
+folders = [p["Prefix"] for page in pages for p in page.get("CommonPrefixes", [])]
+def read(folder):
+    try:
+        return len(s3.get_object(Bucket=bucket, Key=folder + "manifest-summary.json")["Body"].read()) > 0
+    except s3.exceptions.NoSuchKey:
+        s3.get_object(Bucket=bucket, Key=folder + "_started")["Body"].read()
+        return False
+with concurrent.futures.ThreadPoolExecutor(32) as pool:
+    summaries = sum(pool.map(read, folders))
+print(json.dumps({"folders": len(folders), "summaries": summaries, "wall": time.monotonic() - t0}))
+"""
+
 
 def discover(args):
-    """`ddb-pitr exports` over a prefix of 2,000 export folders (and 200, to see how it scales) in moto's S3
-    on loopback: ListObjectsV2 with a delimiter, then every summary read, 32 at once. moto answers each
-    request far slower than S3 does, so this bounds the tool's own overhead plus moto's from above."""
+    """`ddb-pitr exports` over a prefix of 2,000 export folders (and 200, to see how it scales; 200 only with
+    --quick) in moto's S3 on loopback: ListObjectsV2 with a delimiter, then every summary read, 32 at once.
+    moto answers each request far slower than S3 does, so this bounds the tool's own overhead plus moto's from
+    above; the same requests from Python with 32 threads (the floor), interleaved with the runs, say how much
+    of it is moto. One more run, not timed, with moto's request recorder on counts the requests."""
     venv = ROOT / ".venv" / "bin"
     import socket
     import urllib.request
@@ -255,36 +287,81 @@ def discover(args):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
+    recording = args.work / "discover-moto-recording.jsonl"
+    recording.unlink(missing_ok=True)
     with open(LOG, "ab") as err:
-        moto = subprocess.Popen([str(venv / "moto_server"), "-p", str(port)], stdout=err, stderr=err)
+        moto = subprocess.Popen([str(venv / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], stdout=err,
+                                stderr=err, env=dict(os.environ, MOTO_RECORDER_FILEPATH=str(recording)))
+
+    def moto_api(action):
+        urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/recorder/{action}", method="POST"),
+                               timeout=10).read()
+
+    def exports(bucket, cpu_out):
+        cmd = [str(BIN / "ddb-pitr"), "exports", "--export-prefix", f"s3://{bucket}/backups/", "--endpoint-url",
+               url]
+        t = timed(cmd, stdout=cpu_out)
+        if t["code"] != 0:
+            raise RuntimeError(f"ddb-pitr exports failed (exit {t['code']}, see {LOG}): {' '.join(cmd)}")
+        return t, json.loads(cpu_out.read_text())
+
     try:
-        for _ in range(200):
+        deadline = time.monotonic() + 30
+        while True:
+            if moto.poll() is not None:
+                raise RuntimeError(f"moto_server exited ({moto.returncode}), see {LOG}")
             try:
-                urllib.request.urlopen(url, timeout=1)
+                urllib.request.urlopen(url, timeout=1).read()
                 break
             except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"moto_server does not answer on {url} after 30 s")
                 time.sleep(0.05)
         out = []
+        listing_file = args.work / "discover-listing.json"
         for n in ((200,) if args.quick else (200, 2000)):
             bucket = f"discover-{n}"
             placed = json.loads(subprocess.run([str(venv / "python"), "-c", PLACE_EXPORTS, url, bucket, str(n)],
                                                check=True, capture_output=True, text=True).stdout)
-            walls = []
-            for _ in range(args.runs):
-                t0 = time.monotonic()
-                res = subprocess.run([str(BIN / "ddb-pitr"), "exports", "--export-prefix", f"s3://{bucket}/backups/",
-                                      "--endpoint-url", url], env=ENV, capture_output=True, text=True)
-                walls.append(time.monotonic() - t0)
-                if res.returncode != 0:
-                    raise RuntimeError(f"ddb-pitr exports failed: {res.stderr[-2000:]}")
-                listing = json.loads(res.stdout)
-                found = sum(len(t["exports"]) for t in listing["tables"])
-                if found != placed["finished"] or len(listing["skipped"]) != placed["running"]:
-                    raise RuntimeError(f"listed {found} exports and skipped {len(listing['skipped'])}, placed {placed}")
-                points = sum(len(t["points"]) for t in listing["tables"])
-            wall = median(walls)
-            log(f"discover {n}: {wall:.2f} s")
-            out.append({**placed, "wall": wall, "walls": walls, "points": points, "ms_per_export": 1000 * wall / n})
+            log(f"discover {n}: placed {placed['objects']:,} objects in {placed['upload_s']:.1f} s")
+            runs, floors = [], []
+            for i in range(args.runs):
+                t, listing = exports(bucket, listing_file)
+                found = sum(len(x["exports"]) for x in listing["tables"])
+                if (found != placed["finished"] or len(listing["skipped"]) != placed["running"]
+                        or len(listing["tables"]) != 4):
+                    raise RuntimeError(f"listed {found} exports of {len(listing['tables'])} tables and skipped "
+                                       f"{len(listing['skipped'])}; placed {placed}")
+                points = sum(len(x["points"]) for x in listing["tables"])
+                runs.append(t)
+                floor = json.loads(subprocess.run(
+                    [str(venv / "python"), "-c", DISCOVER_FLOOR, url, bucket, "backups/AWSDynamoDB/"],
+                    check=True, capture_output=True, text=True).stdout)
+                if floor["folders"] != n or floor["summaries"] != placed["finished"]:
+                    raise RuntimeError(f"the floor read {floor}; placed {placed}")
+                floors.append(floor["wall"])
+                log(f"discover {n} run {i + 1}: {t['wall']:.2f} s wall, {t['user']:.2f} s user, "
+                    f"{t['sys']:.2f} s sys; floor (Python, 32 threads) {floor['wall']:.2f} s")
+            # The requests of one more run, not timed (the recorder appends every request to a file).
+            moto_api("reset-recording")
+            moto_api("start-recording")
+            exports(bucket, listing_file)
+            moto_api("stop-recording")
+            requests = {"list": 0, "summary": 0, "started": 0, "other": 0}
+            for line in recording.read_text().splitlines():
+                entry = json.loads(line)
+                path = entry["url"].split("?")[0]
+                kind = ("list" if "list-type=2" in entry["url"] else "summary"
+                        if path.endswith("/manifest-summary.json") else "started" if path.endswith("/_started")
+                        else "other")
+                requests[kind] += 1
+            wall = median([r["wall"] for r in runs])
+            out.append({**placed, "wall": wall, "user": median([r["user"] for r in runs]),
+                        "sys": median([r["sys"] for r in runs]), "rss_mb": max(r["rss_kb"] for r in runs) / 1024,
+                        "floor_wall": median(floors), "floors": floors, "requests": requests,
+                        "points": points, "ms_per_export": 1000 * wall / n, "runs": runs})
+            log(f"discover {n}: {wall:.2f} s (median of {len(runs)}), floor {median(floors):.2f} s, "
+                f"requests {requests}")
         return out
     finally:
         moto.terminate()
@@ -484,10 +561,13 @@ def summary(r):
             f"{a['cpu']:.2f} s CPU, first write {a['first_write_s']:.3f} s; verify-while-writing {b['wall']:.2f} s "
             f"wall, {b['cpu']:.2f} s CPU, first write {b['first_write_s']:.3f} s")
     for d in r.get("discover", []):
+        q = d["requests"]
         lines.append(
             f"Discovery of {d['exports']:,} export folders ({d['finished']:,} finished, {d['running']} running) in moto: "
-            f"{d['wall']:.2f} s wall ({d['ms_per_export']:.2f} ms per export), {d['points']:,} points; "
-            f"placing them took {d['upload_s']:.1f} s")
+            f"{d['wall']:.2f} s wall ({d['ms_per_export']:.2f} ms per export), {d['user'] + d['sys']:.2f} s CPU, "
+            f"peak RSS {d['rss_mb']:.0f} MB, {d['points']:,} points; the same requests from Python with 32 threads "
+            f"{d['floor_wall']:.2f} s; {sum(q.values()):,} requests ({q['list']} list, {q['summary']:,} summaries, "
+            f"{q['started']} _started, {q['other']} other); placing {d['objects']:,} objects took {d['upload_s']:.1f} s")
     for x in r.get("resume", []):
         lines.append(
             f"Resume from {x['resumed_from_offset'] / 1e6:.0f} MB ({x['fraction']:.0%}): first write after "
