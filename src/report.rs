@@ -155,15 +155,21 @@ pub struct Report {
 
 /// Writes a report as pretty JSON to exactly `target`.
 pub async fn put_report(s3: &aws_sdk_s3::Client, target: &S3Uri, report: &Report) -> Result<()> {
+    put_json(
+        s3,
+        target,
+        serde_json::to_vec_pretty(report).expect("report serialises"),
+    )
+    .await
+}
+
+/// One PutObject of a JSON document.
+async fn put_json(s3: &aws_sdk_s3::Client, target: &S3Uri, bytes: Vec<u8>) -> Result<()> {
     s3.put_object()
         .bucket(&target.bucket)
         .key(&target.key)
         .content_type("application/json")
-        .body(
-            serde_json::to_vec_pretty(report)
-                .expect("report serialises")
-                .into(),
-        )
+        .body(bytes.into())
         .send()
         .await
         .map(|_| ())
@@ -178,16 +184,7 @@ pub fn report_target(location: &ReportLocation, started_at: &str) -> ReportLocat
 /// Writes `bytes` to exactly `target` (an object or a file).
 async fn write_to(s3: &aws_sdk_s3::Client, target: &ReportLocation, bytes: Vec<u8>) -> Result<()> {
     match target {
-        ReportLocation::S3(uri) => s3
-            .put_object()
-            .bucket(&uri.bucket)
-            .key(&uri.key)
-            .content_type("application/json")
-            .body(bytes.into())
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| sdk_error(format!("PutObject {uri}"), &e)),
+        ReportLocation::S3(uri) => put_json(s3, uri, bytes).await,
         ReportLocation::Local(path) => tokio::fs::write(path, bytes)
             .await
             .map_err(|e| Error::Usage(format!("writing the report to {}: {e}", path.display()))),

@@ -25,7 +25,9 @@ use serde_json::{Value, json};
 
 pub use crate::aws::arn::Arn;
 use crate::error::{Error, Result};
-use crate::export::location::{S3Uri, report_object};
+use crate::export::discover::Origin;
+use crate::export::location::{ExportUri, S3Uri, report_object};
+use crate::export::request::destination;
 use crate::table::capacity::AutoScaling;
 
 /// Where ddb-pitr runs, and so which identity needs the permissions.
@@ -86,6 +88,31 @@ pub struct SourceScope {
     /// The exports are read as another principal (`--s3-profile`, `--s3-role-arn`): their permissions are
     /// [`Role::ExportReader`]'s, not the table side's.
     pub reader_apart: bool,
+}
+
+impl SourceScope {
+    /// What a restore that finds its chain at `origin` asks of the source: its table (`table_arn`, or the
+    /// one `origin` names), its ListExports when the origin is a table, and with `request`, the S3 prefix
+    /// exports are requested into (the prefix, or the folder of the table's `latest` export).
+    pub fn for_chain(
+        origin: Option<&Origin>,
+        table_arn: Option<String>,
+        latest: Option<&ExportUri>,
+        request: bool,
+        reader_apart: bool,
+    ) -> SourceScope {
+        SourceScope {
+            table_arn: table_arn.or_else(|| match origin {
+                Some(Origin::Table(arn)) => Some(arn.clone()),
+                _ => None,
+            }),
+            list_exports: matches!(origin, Some(Origin::Table(_))),
+            request_into: origin
+                .filter(|_| request)
+                .and_then(|o| destination(o, latest).ok()),
+            reader_apart,
+        }
+    }
 }
 
 /// One action on one resource, with an optional IAM `Condition` block.

@@ -204,7 +204,7 @@ pub async fn run(args: PolicyArgs) -> anyhow::Result<ExitCode> {
 
     let mut export_objects = Vec::new();
     let mut kms_keys = args.kms_keys.clone();
-    let mut request_into = None;
+    let mut latest = None;
     if let Some(Origin::Prefix(prefix)) = &origin {
         // Discovery lists `<root>AWSDynamoDB/` and reads everything under it.
         let root = discover::root_of(prefix);
@@ -212,10 +212,6 @@ pub async fn run(args: PolicyArgs) -> anyhow::Result<ExitCode> {
             bucket: prefix.bucket.clone(),
             key: format!("{root}AWSDynamoDB/"),
         });
-        request_into = Some(request::destination(
-            origin.as_ref().expect("a prefix"),
-            None,
-        )?);
     } else if let (true, Some(origin)) = (listed, &origin) {
         let c = clients.as_ref().expect("loaded to list the exports");
         let catalog = resolve::catalog(c, &S3Reader::new(c.exports.s3.clone()), origin).await?;
@@ -229,7 +225,11 @@ pub async fn run(args: PolicyArgs) -> anyhow::Result<ExitCode> {
                 export_objects.push(folder);
             }
         }
-        request_into = Some(request::destination(origin, request::latest(&mine))?);
+        latest = request::latest(&mine).cloned();
+        if args.request_export {
+            // A table with no export has no folder to request into: say so rather than leave it out.
+            request::destination(origin, latest.as_ref())?;
+        }
     } else if args.exports.is_empty() {
         let bucket = args
             .bucket
@@ -272,12 +272,13 @@ pub async fn run(args: PolicyArgs) -> anyhow::Result<ExitCode> {
         autoscaling: args.autoscaling.into(),
         control_table: String::new(),
         queue: String::new(),
-        source: SourceScope {
-            table_arn: args.source_table.clone().filter(|t| t.starts_with("arn:")),
-            list_exports: listed,
-            request_into: request_into.filter(|_| args.request_export),
-            reader_apart: args.s3.side().other_principal(),
-        },
+        source: SourceScope::for_chain(
+            origin.as_ref(),
+            args.source_table.clone().filter(|t| t.starts_with("arn:")),
+            latest.as_ref(),
+            args.request_export,
+            args.s3.side().other_principal(),
+        ),
     };
     for key in kms_keys {
         let arn = scope.kms_key_arn(&key)?;

@@ -30,10 +30,10 @@ use crate::aws::Clients;
 use crate::aws::error::describe;
 use crate::error::Result;
 use crate::export::chain::Expectations;
-use crate::export::discover::{Choice, Find, Origin};
+use crate::export::discover::Find;
 use crate::export::location::{ExportUri, ReportLocation, StateLocation};
 use crate::export::manifest::{self, Export};
-use crate::export::request::{self, RequestOptions};
+use crate::export::request::RequestOptions;
 use crate::export::resolve::resolve;
 use crate::export::source::{ObjectReader, S3Reader};
 use crate::table::capacity::AutoScaling;
@@ -194,25 +194,6 @@ async fn identity(sts: &aws_sdk_sts::Client, check: &str) -> (Check, Option<Stri
     }
 }
 
-/// What the restore asks of the exported table and who reads the exports, for the permissions.
-fn source_scope(opts: &Options, chosen: Option<&Choice>, reader_apart: bool) -> SourceScope {
-    let origin = opts.find.as_ref().map(|f| &f.origin);
-    let request_into = origin
-        .filter(|_| opts.request.is_some())
-        .and_then(|o| request::destination(o, chosen.and_then(|c| c.uris.last())).ok());
-    SourceScope {
-        table_arn: chosen
-            .map(|c| c.table_arn.clone())
-            .or_else(|| match origin {
-                Some(Origin::Table(arn)) => Some(arn.clone()),
-                _ => None,
-            }),
-        list_exports: matches!(origin, Some(Origin::Table(_))),
-        request_into,
-        reader_apart,
-    }
-}
-
 /// Runs every check. Never fails as a whole: problems are rows.
 pub async fn run(opts: &Options, clients: &Clients) -> Findings {
     let mut checks = Vec::new();
@@ -330,7 +311,13 @@ pub async fn run(opts: &Options, clients: &Clients) -> Findings {
         )),
         Some(arn) => {
             let mut scope = scope(opts, clients, arn, &readable);
-            scope.source = source_scope(opts, chosen.as_ref(), clients.exports.other_principal);
+            scope.source = SourceScope::for_chain(
+                opts.find.as_ref().map(|f| &f.origin),
+                chosen.as_ref().map(|c| c.table_arn.clone()),
+                chosen.as_ref().and_then(|c| c.uris.last()),
+                opts.request.is_some(),
+                clients.exports.other_principal,
+            );
             let required = access::permissions(Role::Local, &scope);
             let probes = Probes {
                 exports: &readable,

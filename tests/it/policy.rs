@@ -791,3 +791,40 @@ async fn policy_rejects_bad_input_with_a_reason() {
     assert_eq!(code, Some(1));
     assert!(stderr.contains("contradicts"), "{stderr}");
 }
+
+/// `--source-table ARN` finds the chain with ListExports whether or not `--bucket` names where the exports
+/// are: the policy allows it either way (it was left out when `--bucket` was given).
+#[tokio::test]
+async fn policy_for_a_source_table_allows_list_exports_with_or_without_a_bucket() {
+    let (code, doc, stderr) = policy(&[
+        "--table",
+        "orders",
+        "--bucket",
+        "backups",
+        "--region",
+        "eu-north-1",
+        "--account",
+        "111122223333",
+        "--source-table",
+        "arn:aws:dynamodb:eu-north-1:111122223333:table/orders-prod",
+    ])
+    .await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let doc = doc.expect("a policy");
+    let granted = |action: &str| {
+        doc["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["Action"].as_array().unwrap().iter().any(|a| a == action))
+            .flat_map(|s| s["Resource"].as_array().unwrap().clone())
+            .map(|r| r.as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(granted("dynamodb:ListExports"), ["*"], "{doc:#}");
+    assert_eq!(
+        granted("dynamodb:DescribeExport"),
+        ["arn:aws:dynamodb:eu-north-1:111122223333:table/orders-prod/export/*"],
+        "{doc:#}"
+    );
+}
