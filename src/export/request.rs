@@ -426,23 +426,24 @@ mod tests {
         }
     }
 
-    fn into() -> S3Uri {
-        "s3://b/p/".parse().unwrap()
+    /// The requests for `to` after `exports`, into `s3://b/p/`, for a table whose PITR window opens at
+    /// hour `earliest` and that holds `table_bytes`.
+    fn ask(exports: &[&Found], to: f64, earliest: f64, table_bytes: u64) -> Result<Vec<Ask>> {
+        plan(
+            ARN,
+            exports,
+            at(to),
+            false,
+            &"s3://b/p/".parse().unwrap(),
+            &state(earliest, table_bytes),
+        )
     }
 
     #[test]
     fn incrementals_continue_the_latest_point_in_windows_of_at_most_a_day() {
         let full = found("full", ExportType::Full, 0.0, 0.0, 1);
         let inc = found("inc", ExportType::Incremental, 0.0, 1.0, 3600);
-        let asks = plan(
-            ARN,
-            &[&full, &inc],
-            at(51.0),
-            false,
-            &into(),
-            &state(0.0, u64::MAX),
-        )
-        .unwrap();
+        let asks = ask(&[&full, &inc], 51.0, 0.0, u64::MAX).unwrap();
         assert_eq!(asks.len(), 3, "50 hours from the 01:00 point: {asks:?}");
         assert_eq!(asks[0].from, Some(at(1.0)));
         assert_eq!(asks.last().unwrap().to, at(51.0));
@@ -463,15 +464,7 @@ mod tests {
         let tokens: std::collections::BTreeSet<&str> =
             asks.iter().map(|a| a.client_token.as_str()).collect();
         assert_eq!(tokens.len(), 3, "each request its own token");
-        let again = plan(
-            ARN,
-            &[&full, &inc],
-            at(51.0),
-            false,
-            &into(),
-            &state(0.0, u64::MAX),
-        )
-        .unwrap();
+        let again = ask(&[&full, &inc], 51.0, 0.0, u64::MAX).unwrap();
         assert_eq!(asks, again, "the same request, the same tokens");
     }
 
@@ -479,53 +472,27 @@ mod tests {
     fn a_full_export_when_no_point_fits_or_when_it_is_cheaper() {
         let full = found("full", ExportType::Full, 0.0, 0.0, 1);
         // The only point is before the PITR window.
-        let asks = plan(
-            ARN,
-            &[&full],
-            at(5.0),
-            false,
-            &into(),
-            &state(1.0, u64::MAX),
-        )
-        .unwrap();
+        let asks = ask(&[&full], 5.0, 1.0, u64::MAX).unwrap();
         assert_eq!(asks.len(), 1);
         assert_eq!(
             (asks[0].export_type, asks[0].from, asks[0].to),
             (ExportType::Full, None, at(5.0))
         );
         // Less than 15 minutes after the only point.
-        let asks = plan(
-            ARN,
-            &[&full],
-            at(0.2),
-            false,
-            &into(),
-            &state(0.0, u64::MAX),
-        )
-        .unwrap();
+        let asks = ask(&[&full], 0.2, 0.0, u64::MAX).unwrap();
         assert_eq!(asks[0].export_type, ExportType::Full);
         // A small table: its FULL export costs less than an incremental's minimum.
-        let asks = plan(
-            ARN,
-            &[&full],
-            at(5.0),
-            false,
-            &into(),
-            &state(0.0, 1_000_000),
-        )
-        .unwrap();
+        let asks = ask(&[&full], 5.0, 0.0, 1_000_000).unwrap();
         assert_eq!(asks[0].export_type, ExportType::Full);
         assert_eq!(asks[0].estimated_bytes, 1_000_000);
         // A big one: the incremental.
-        let asks = plan(ARN, &[&full], at(5.0), false, &into(), &state(0.0, 1 << 40)).unwrap();
+        let asks = ask(&[&full], 5.0, 0.0, 1 << 40).unwrap();
         assert_eq!(asks[0].export_type, ExportType::Incremental);
     }
 
     #[test]
     fn a_time_outside_the_pitr_window_is_refused() {
-        let e = plan(ARN, &[], at(200.0), false, &into(), &state(0.0, 1))
-            .unwrap_err()
-            .to_string();
+        let e = ask(&[], 200.0, 0.0, 1).unwrap_err().to_string();
         assert!(e.contains("outside the PITR window"), "{e}");
         assert!(
             e.contains("2026-01-18T04:00:00.000Z"),

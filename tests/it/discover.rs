@@ -4,10 +4,11 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::types::ScalarAttributeType as T;
-use ddb_pitr_synth::{self as synth, IncrementalSpec, SynthOutput, SynthSpec};
+use ddb_pitr_synth::{self as synth, SynthOutput, SynthSpec};
 use serde_json::Value;
 
 use crate::cli::{self, Run};
+use crate::library;
 use crate::support::{TestBucket, TestTable, assert_table_matches};
 
 const PREFIX: &str = "backups";
@@ -26,26 +27,7 @@ fn at(offset_minutes: i64) -> String {
 }
 
 fn spec(seed: u64, table: &str, start: SystemTime, incrementals: usize) -> SynthSpec {
-    SynthSpec {
-        seed,
-        table: table.into(),
-        prefix: Some(PREFIX.into()),
-        full_items: 60,
-        full_files: 2,
-        incrementals: (0..incrementals)
-            .map(|_| IncrementalSpec {
-                files: 2,
-                inserts: 10,
-                updates: 8,
-                deletes: 4,
-                big_inserts: 0,
-            })
-            .collect(),
-        big_items: 0,
-        start_time: start,
-        write_expected: true,
-        ..SynthSpec::default()
-    }
+    library::chain_spec(seed, table, PREFIX, start, 60, incrementals)
 }
 
 struct Prefix {

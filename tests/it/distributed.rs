@@ -1012,17 +1012,24 @@ async fn the_planner_finds_the_chain_for_a_time_and_records_it() {
     };
     let (_dir, out, bucket, table, _) = generated(&cloud, spec.clone()).await;
     let id = unique_name("found");
+    // The planner's input for this restore, to the time `to`.
+    let plan_to = |to: String| {
+        serde_json::json!({
+            "restore_id": id,
+            "table": table.name,
+            "exports": [],
+            "export_prefix": bucket.url("backups/"),
+            "to": to,
+            "report_uri": null,
+        })
+    };
     let first_point = cloud
         .planner_call(
             "planner-plan.json",
-            serde_json::json!({
-                "restore_id": id,
-                "table": table.name,
-                "exports": [],
-                "export_prefix": bucket.url("backups/"),
-                "to": humantime::format_rfc3339_millis(spec.start_time + spec.incremental_window).to_string(),
-                "report_uri": null,
-            }),
+            plan_to(
+                humantime::format_rfc3339_millis(spec.start_time + spec.incremental_window)
+                    .to_string(),
+            ),
         )
         .await
         .unwrap_or_else(|d| panic!("{}: {}", d.error_type, d.error_message));
@@ -1046,17 +1053,7 @@ async fn the_planner_finds_the_chain_for_a_time_and_records_it() {
 
     // The same restore asked again, for `latest`: the recorded chain stands.
     let again = cloud
-        .planner_call(
-            "planner-plan.json",
-            serde_json::json!({
-                "restore_id": id,
-                "table": table.name,
-                "exports": [],
-                "export_prefix": bucket.url("backups/"),
-                "to": "latest",
-                "report_uri": null,
-            }),
-        )
+        .planner_call("planner-plan.json", plan_to("latest".into()))
         .await
         .unwrap_or_else(|d| panic!("{}: {}", d.error_type, d.error_message));
     assert_eq!(again["created"], false);

@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use crate::cli;
 use crate::support::{self, RecordingProxy, TestBucket, TestTable, assert_table_matches};
+use crate::validate::{self, validate};
 
 const BACKUP_ROLE: &str = "arn:aws:iam::222222222222:role/backup-reader";
 const BACKUP_REGION: &str = "eu-west-2";
@@ -124,30 +125,9 @@ async fn exports_in_another_account_and_region_are_read_with_their_own_credentia
     }
 
     // validate names both principals and checks the export reader's reads as that reader.
-    let output = cli::command()
-        .args([
-            "validate",
-            "--table",
-            &table.name,
-            "--endpoint-url",
-            &aws.endpoint,
-        ])
-        .args(["--export-prefix", &prefix, "--to", "latest"])
-        .args(s3_side)
-        .output()
-        .await
-        .unwrap();
-    let findings: Value = serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stderr)));
-    let row = |name: &str| -> Value {
-        findings["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["check"] == name)
-            .cloned()
-            .unwrap_or_else(|| panic!("no {name} row: {findings}"))
-    };
+    let run = validate(&aws, &table.name, &args(&s3_side)).await;
+    let findings = &run.report;
+    let row = |name: &str| validate::row(&run, name);
     assert_eq!(row("export reader")["status"], "pass", "{findings}");
     let reader = row("export reader")["detail"].as_str().unwrap().to_owned();
     assert!(

@@ -15,6 +15,7 @@ mod export_bucket;
 mod integrity;
 mod interruption;
 mod lambda_watch;
+mod library;
 mod policy;
 mod request_export;
 mod restore_generated;

@@ -10,7 +10,6 @@ use ddb_pitr::access::{self, Role, Scope, permissions};
 use ddb_pitr::aws::Clients;
 use ddb_pitr::distributed::planner::Planner;
 use ddb_pitr::distributed::worker::{QueueOptions, Worker, run_queue};
-use ddb_pitr::engine::Settings;
 use ddb_pitr::export::chain::Expectations;
 use ddb_pitr::export::location::{ExportUri, ReportLocation, S3Uri, StateLocation};
 use ddb_pitr::export::source::S3Reader;
@@ -23,6 +22,7 @@ use serde_json::{Value, json};
 
 use crate::cli::{self, REAL_FULL, REAL_INC1, REAL_INC2};
 use crate::cloud::{context, sqs_event, test_worker_options};
+use crate::library;
 use crate::support::{self, TestBucket, TestQueue, TestTable, unique_name};
 
 /// moto's account and the tests' region.
@@ -126,25 +126,12 @@ fn assert_called(log: &CallLog, expected: &[(&str, &str)]) {
 
 fn restore_options(table: &str, exports: Vec<ExportUri>) -> RestoreOptions {
     RestoreOptions {
-        table: table.into(),
         exports,
-        find: None,
-        request: None,
         expect: Expectations {
             allow_gaps: true,
             ..Expectations::default()
         },
-        workers: 2,
-        settings: Settings::default(),
-        dry_run: false,
-        resume: None,
-        report: None,
-        shutdown_timeout: Duration::from_secs(10),
-        checkpoint_interval: Duration::from_millis(100),
-        sample_lines: 20,
-        progress_bar: false,
-        max_wcu: None,
-        manage_capacity: None,
+        ..library::restore_options(table)
     }
 }
 

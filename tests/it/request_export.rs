@@ -25,17 +25,16 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_smithy_mocks::{RuleMode, mock, mock_client};
 use ddb_pitr::aws::Clients;
-use ddb_pitr::engine::Settings;
-use ddb_pitr::export::chain::Expectations;
 use ddb_pitr::export::discover::{self, Find, Origin, Target};
 use ddb_pitr::export::request::RequestOptions;
 use ddb_pitr::export::resolve;
 use ddb_pitr::export::source::S3Reader;
 use ddb_pitr::local::{self, RestoreOptions};
-use ddb_pitr_synth::{self as synth, IncrementalSpec, SynthOutput, SynthSpec};
+use ddb_pitr_synth::{self as synth, SynthOutput, SynthSpec};
 use serde_json::Value;
 
 use crate::cli;
+use crate::library;
 use crate::support::{self, TestBucket, TestTable, assert_table_matches};
 
 const T0_MS: u64 = 1_768_385_930_622;
@@ -48,46 +47,14 @@ fn t0() -> SystemTime {
 }
 
 fn spec(seed: u64, start: SystemTime, incrementals: usize, prefix: &str) -> SynthSpec {
-    SynthSpec {
-        seed,
-        table: "orders".into(),
-        prefix: Some(prefix.into()),
-        full_items: 50,
-        full_files: 2,
-        incrementals: (0..incrementals)
-            .map(|_| IncrementalSpec {
-                files: 2,
-                inserts: 10,
-                updates: 8,
-                deletes: 4,
-                big_inserts: 0,
-            })
-            .collect(),
-        big_items: 0,
-        start_time: start,
-        write_expected: true,
-        ..SynthSpec::default()
-    }
+    library::chain_spec(seed, "orders", prefix, start, 50, incrementals)
 }
 
 fn options(table: &str, find: Find, request: Option<RequestOptions>) -> RestoreOptions {
     RestoreOptions {
-        table: table.into(),
-        exports: Vec::new(),
         find: Some(find),
         request,
-        expect: Expectations::default(),
-        workers: 2,
-        settings: Settings::default(),
-        dry_run: false,
-        resume: None,
-        report: None,
-        shutdown_timeout: Duration::from_secs(10),
-        checkpoint_interval: Duration::from_millis(100),
-        sample_lines: 20,
-        progress_bar: false,
-        max_wcu: None,
-        manage_capacity: None,
+        ..library::restore_options(table)
     }
 }
 

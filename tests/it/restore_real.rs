@@ -2,6 +2,7 @@
 
 use crate::cli::{self, REAL_FULL, REAL_INC1, REAL_INC2};
 use crate::support::assert_table_matches;
+use crate::validate::{detail, status, validate};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn full_export_alone_restores_exactly() {
@@ -348,30 +349,14 @@ async fn the_report_location_is_checked_before_the_first_write() {
             .contains(&format!("report on stdout and at {}", files[0].display()))
     );
 
-    let out = cli::command()
-        .args([
-            "validate",
-            "--table",
-            &table.name,
-            "--endpoint-url",
-            &aws.endpoint,
-        ])
-        .args(cli::export_args(&bucket, [REAL_FULL]))
-        .args(["--report", &missing])
-        .output()
-        .await
-        .unwrap();
-    let findings: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let row = findings["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["check"] == "report location")
-        .unwrap_or_else(|| panic!("no report location row: {findings}"));
-    assert_eq!(row["status"], "fail", "{row}");
+    let mut args = cli::export_args(&bucket, [REAL_FULL]);
+    args.extend(["--report".into(), missing.clone()]);
+    let run = validate(&aws, &table.name, &args).await;
+    assert_eq!(status(&run, "report location"), "fail", "{}", run.report);
     assert!(
-        row["detail"].as_str().unwrap().contains("does not exist"),
-        "{row}"
+        detail(&run, "report location").contains("does not exist"),
+        "{}",
+        run.report
     );
 }
 

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::ScalarAttributeType as T;
-use ddb_pitr_synth::{self as synth, SynthSpec};
+use ddb_pitr_synth::{self as synth, SynthOutput, SynthSpec};
 use serde_json::Value;
 
 use crate::cli;
@@ -104,18 +104,19 @@ impl Terminal {
     }
 }
 
-/// Ctrl-C with stderr read by `tee`, which dies with it: `2>&1 >report.json | tee log`, and
-/// `2> >(tee log)`. The restore neither crashes nor skips its shutdown: exit status 130, the checkpoint
-/// saved at the interrupt, the report complete on stdout; and the resume finishes the table exactly.
-#[tokio::test(flavor = "multi_thread")]
-async fn ctrl_c_with_stderr_through_a_dying_tee_saves_the_checkpoint_and_prints_the_report() {
-    let aws = cli::aws().await;
-    let bucket = TestBucket::create(&aws.s3, "tty").await;
+/// A FULL export of 3,000 generated items in `files` files, in a new bucket.
+async fn full_export(
+    aws: &cli::Aws,
+    name: &str,
+    seed: u64,
+    files: usize,
+) -> (TestBucket, tempfile::TempDir, SynthOutput) {
+    let bucket = TestBucket::create(&aws.s3, name).await;
     let data = tempfile::tempdir().unwrap();
     let spec = SynthSpec {
-        seed: 41,
+        seed,
         full_items: 3000,
-        full_files: 2,
+        full_files: files,
         incrementals: Vec::new(),
         big_items: 0,
         write_expected: true,
@@ -123,6 +124,16 @@ async fn ctrl_c_with_stderr_through_a_dying_tee_saves_the_checkpoint_and_prints_
     };
     let out = synth::generate(data.path(), &spec).unwrap();
     bucket.upload_dir(data.path(), "").await;
+    (bucket, data, out)
+}
+
+/// Ctrl-C with stderr read by `tee`, which dies with it: `2>&1 >report.json | tee log`, and
+/// `2> >(tee log)`. The restore neither crashes nor skips its shutdown: exit status 130, the checkpoint
+/// saved at the interrupt, the report complete on stdout; and the resume finishes the table exactly.
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_with_stderr_through_a_dying_tee_saves_the_checkpoint_and_prints_the_report() {
+    let aws = cli::aws().await;
+    let (bucket, _data, out) = full_export(&aws, "tty", 41, 2).await;
     let export = format!("s3://{}/{}", bucket.name, out.exports[0].summary_key);
 
     let pipelines = [
@@ -230,19 +241,7 @@ fn screen_lines(shown: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn on_a_terminal_the_bar_counts_this_run_and_one_closing_line_ends_it() {
     let aws = cli::aws().await;
-    let bucket = TestBucket::create(&aws.s3, "tty-bar").await;
-    let data = tempfile::tempdir().unwrap();
-    let spec = SynthSpec {
-        seed: 42,
-        full_items: 3000,
-        full_files: 1,
-        incrementals: Vec::new(),
-        big_items: 0,
-        write_expected: true,
-        ..SynthSpec::default()
-    };
-    let out = synth::generate(data.path(), &spec).unwrap();
-    bucket.upload_dir(data.path(), "").await;
+    let (bucket, _data, out) = full_export(&aws, "tty-bar", 42, 1).await;
     let table = TestTable::create(&aws.ddb, "tty-bar", ("pk", T::S), Some(("sk", T::S))).await;
     let dir = tempfile::tempdir().unwrap();
     let envs = [

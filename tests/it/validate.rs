@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::cli::{self, Aws, REAL_FULL, REAL_INC1, REAL_INC2, Run};
 use crate::support::{self, TestBucket, TestTable};
 
-async fn validate(aws: &Aws, table: &str, args: &[String]) -> Run {
+pub(crate) async fn validate(aws: &Aws, table: &str, args: &[String]) -> Run {
     cli::finish(
         cli::command()
             .args([
@@ -28,7 +28,7 @@ async fn validate(aws: &Aws, table: &str, args: &[String]) -> Run {
 }
 
 /// The rows called `name` (several for per-export checks with a common prefix).
-fn rows<'a>(run: &'a Run, name: &str) -> Vec<&'a Value> {
+pub(crate) fn rows<'a>(run: &'a Run, name: &str) -> Vec<&'a Value> {
     run.report["checks"]
         .as_array()
         .unwrap_or_else(|| panic!("no checks in {}", run.report))
@@ -38,7 +38,7 @@ fn rows<'a>(run: &'a Run, name: &str) -> Vec<&'a Value> {
 }
 
 /// The one row called exactly `name`.
-fn row<'a>(run: &'a Run, name: &str) -> &'a Value {
+pub(crate) fn row<'a>(run: &'a Run, name: &str) -> &'a Value {
     let found: Vec<&Value> = rows(run, name)
         .into_iter()
         .filter(|c| c["check"] == name)
@@ -47,11 +47,11 @@ fn row<'a>(run: &'a Run, name: &str) -> &'a Value {
     found[0]
 }
 
-fn status<'a>(run: &'a Run, name: &str) -> &'a str {
+pub(crate) fn status<'a>(run: &'a Run, name: &str) -> &'a str {
     row(run, name)["status"].as_str().unwrap()
 }
 
-fn detail<'a>(run: &'a Run, name: &str) -> &'a str {
+pub(crate) fn detail<'a>(run: &'a Run, name: &str) -> &'a str {
     row(run, name)["detail"].as_str().unwrap()
 }
 
@@ -390,22 +390,12 @@ async fn validate_makes_no_writes() {
 async fn the_table_says_each_thing_once_and_in_one_format() {
     let aws = cli::aws().await;
     let (bucket, table) = cli::real_export_setup(&aws).await;
-    let out = cli::command()
-        .args([
-            "validate",
-            "--table",
-            &table.name,
-            "--endpoint-url",
-            &aws.endpoint,
-            "--allow-gaps",
-        ])
-        .args(cli::export_args(&bucket, [REAL_FULL, REAL_INC1]))
-        .args(["--resume", &format!("s3://{}-gone/cp.json", bucket.name)])
-        .output()
-        .await
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let mut args = cli::export_args(&bucket, [REAL_FULL, REAL_INC1]);
+    args.extend(["--allow-gaps".into(), "--resume".into()]);
+    args.push(format!("s3://{}-gone/cp.json", bucket.name));
+    let run = validate(&aws, &table.name, &args).await;
+    assert_eq!(run.code, Some(1));
+    let stderr = &run.stderr;
     assert_eq!(
         stderr
             .matches("WARN manifest-summary.json does not match")
